@@ -1,0 +1,157 @@
+import NIOHTTP1
+
+/// The header rules of SPEC §3 steps 1 and 6: what crosses Subgate in each direction.
+///
+/// Hop-by-hop fields (RFC 9110 §7.6.1) describe one connection and are never relayed:
+/// `Connection`, every field `Connection` names, `Keep-Alive`, `Proxy-Connection`, `TE`,
+/// `Transfer-Encoding` and `Upgrade`. Subgate re-frames each message itself.
+public enum HeaderRewrite {
+    /// Fields that are always hop-by-hop, lowercased.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade",
+    ]
+
+    /// Fields the `Connection` header(s) name, lowercased (RFC 9110 §7.6.1).
+    static func connectionNominated(_ headers: HTTPHeaders) -> Set<String> {
+        var names: Set<String> = []
+        for value in headers["connection"] {
+            for token in value.split(separator: ",") {
+                let name = token.trimmingASCIIWhitespace().lowercased()
+                if !name.isEmpty { names.insert(name) }
+            }
+        }
+        return names
+    }
+
+    /// What the request needs to be relayed: the inputs of `upstreamRequestHeaders`.
+    public struct RequestContext: Sendable {
+        /// The client's address as text (`203.0.113.7`), appended to `x-forwarded-for`.
+        public var clientAddress: String?
+        /// The token header, removed unless it is to be forwarded (lowercased), or `nil`.
+        public var tokenHeaderToRemove: String?
+        /// Headers Subgate adds for the upstream (`x-subgate-…`), after removing the client's.
+        public var added: [(String, String)]
+
+        public init(clientAddress: String?, tokenHeaderToRemove: String?, added: [(String, String)] = []) {
+            self.clientAddress = clientAddress
+            self.tokenHeaderToRemove = tokenHeaderToRemove
+            self.added = added
+        }
+    }
+
+    /// The header block to send upstream for `head`, and the request id it carries.
+    ///
+    /// - Removes hop-by-hop fields and every client field starting with `x-subgate-`.
+    /// - Sets `x-forwarded-proto: http`, appends the client to `x-forwarded-for`, keeps a
+    ///   well-formed client `x-request-id` or generates one.
+    /// - Writes the framing Subgate will use: the client's Content-Length, or
+    ///   `transfer-encoding: chunked`, or nothing for a body-less request.
+    public static func upstreamRequestHeaders(
+        _ headers: HTTPHeaders,
+        framing: RequestFraming.Body,
+        context: RequestContext,
+        generateRequestID: () -> String
+    ) -> (headers: HTTPHeaders, requestID: String) {
+        let nominated = Self.connectionNominated(headers)
+        var out = HTTPHeaders()
+        out.reserveCapacity(headers.count + 4 + context.added.count)
+        var forwardedFor: String? = nil
+        var requestID: String? = nil
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if Self.hopByHop.contains(lower) || nominated.contains(lower) { continue }
+            if lower.hasPrefix("x-subgate-") { continue }
+            if let token = context.tokenHeaderToRemove, lower == token { continue }
+            switch lower {
+            case "content-length":
+                continue  // re-added below from the checked framing
+            case "x-forwarded-proto":
+                continue  // Subgate receives plain HTTP; a client must not claim otherwise
+            case "x-forwarded-for":
+                forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value
+                continue
+            case "x-request-id":
+                if requestID == nil, Self.isAcceptableRequestID(value) { requestID = value }
+                continue
+            default:
+                out.add(name: name, value: value)
+            }
+        }
+        switch framing {
+        case .none: break
+        case .contentLength(let n): out.add(name: "content-length", value: String(n))
+        case .chunked: out.add(name: "transfer-encoding", value: "chunked")
+        }
+        if let client = context.clientAddress {
+            out.add(name: "x-forwarded-for", value: forwardedFor.map { $0 + ", " + client } ?? client)
+        } else if let forwardedFor {
+            out.add(name: "x-forwarded-for", value: forwardedFor)
+        }
+        out.add(name: "x-forwarded-proto", value: "http")
+        let id = requestID ?? generateRequestID()
+        out.add(name: "x-request-id", value: id)
+        for (name, value) in context.added {
+            out.add(name: name, value: value)
+        }
+        return (out, id)
+    }
+
+    /// A client-supplied request id is kept when it is short visible ASCII, so it cannot
+    /// inject anything into logs or the upstream's head.
+    static func isAcceptableRequestID(_ value: String) -> Bool {
+        guard !value.isEmpty, value.utf8.count <= 128 else { return false }
+        return value.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+
+    /// Why an upstream answer cannot be relayed.
+    public enum UpstreamResponseProblem: Error, Equatable {
+        /// A Transfer-Encoding other than exactly `chunked`: Subgate cannot tell where the body ends
+        /// the way the upstream meant it.
+        case ambiguousFraming
+    }
+
+    /// The header block to send the client for an upstream answer: hop-by-hop fields and
+    /// `removing` (lowercased names, e.g. `x-subgate-usage`) are removed. Framing is left to
+    /// the response encoder, which keeps a Content-Length or chunks the body.
+    public static func clientResponseHeaders(
+        _ headers: HTTPHeaders,
+        removing: Set<String> = []
+    ) -> Result<HTTPHeaders, UpstreamResponseProblem> {
+        let te = headers["transfer-encoding"]
+        if !te.isEmpty {
+            guard te.count == 1, te[0].trimmingASCIIWhitespace().lowercased() == "chunked" else {
+                return .failure(.ambiguousFraming)
+            }
+        }
+        let nominated = Self.connectionNominated(headers)
+        var out = HTTPHeaders()
+        out.reserveCapacity(headers.count)
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if Self.hopByHop.contains(lower) || nominated.contains(lower) || removing.contains(lower) { continue }
+            out.add(name: name, value: value)
+        }
+        return .success(out)
+    }
+}
+
+/// Request ids: 128 random bits as 32 lowercase hex digits, without Foundation on the hot path.
+public enum RequestID {
+    public static func generate() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let a = rng.next() as UInt64
+        let b = rng.next() as UInt64
+        return Self.hex(a) + Self.hex(b)
+    }
+
+    static func hex(_ value: UInt64) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var v = value
+        for i in stride(from: 15, through: 0, by: -1) {
+            bytes[i] = digits[Int(v & 0xF)]
+            v >>= 4
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,727 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import SubgateCore
+
+/// Serves one client connection: every request on it goes through the named phases
+/// read head → check head → (verdict, admit: the enforcement issue) → forward → stream answer
+/// → settle → log. The log phase runs on every path, including aborts.
+///
+/// It sits behind NIO's `HTTPServerPipelineHandler`, which delivers one request at a time
+/// (pipelined requests wait, and reads stop, until the answer is complete) and handles
+/// quiescing on shutdown. Everything here runs on the connection's event loop; the upstream
+/// connection is borrowed from that loop's pool, so no lock or thread hop is on the path.
+final class ProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// The life of the connection between and during exchanges.
+    private enum State {
+        /// Waiting for the next request head.
+        case idle
+        /// A request is being relayed.
+        case exchange(Exchange)
+        /// Subgate answered before the request ended; the rest of the request is read and dropped.
+        case discardingBody(closeAfter: Bool, discarded: Int)
+        /// The output side is closed; input is drained until EOF so the answer is not lost to a reset.
+        case lingering
+        /// The channel is gone.
+        case closed
+    }
+
+    private let shared: ProxyContext
+    private let pool: UpstreamConnectionPool
+    private let timeouts: ConnectionTimeoutHandler
+    private var state: State = .idle
+    private var context: ChannelHandlerContext?
+    private var clientAddress: String?
+    /// Client reads are held while the upstream cannot take more request body.
+    private var readsPaused = false
+    private var readPending = false
+    /// Request parts were written upstream during this read batch and await one flush.
+    private var upstreamNeedsFlush = false
+    /// Answer parts were written to the client during this upstream read batch and await one flush.
+    private var clientNeedsFlush = false
+    /// The client half-closed its side: the connection ends after the current answer.
+    private var clientInputClosed = false
+
+    /// How much request body a rejected request may still send before the connection is closed.
+    private static let maxDiscardBytes = 1024 * 1024
+    /// How long a closing connection drains its input after its last answer.
+    private static let lingerTime = TimeAmount.seconds(2)
+
+    init(shared: ProxyContext, pool: UpstreamConnectionPool, timeouts: ConnectionTimeoutHandler) {
+        self.shared = shared
+        self.pool = pool
+        self.timeouts = timeouts
+    }
+}
+
+// MARK: - Per-request state
+
+/// One request and its answer. A class so the handler mutates it in place.
+final class Exchange {
+    let method: HTTPMethod
+    /// The path without the query string, for the access log (queries may carry secrets).
+    let logPath: Substring
+    let clientVersion: HTTPVersion
+    let upstreamHead: HTTPRequestHead
+    let requestID: String
+    let started: NIODeadline
+    let framing: RequestFraming
+
+    /// The client asked to close after this answer (or spoke HTTP/1.0 without keep-alive).
+    var closeAfter: Bool
+    var upstream: UpstreamHandler?
+    /// The upstream connection came from the pool (so it may have gone stale while idle).
+    var reusedConnection = false
+    var retried = false
+    /// Request body parts read while no upstream connection was ready yet.
+    var pending: [HTTPClientRequestPart] = []
+    var requestEnded = false
+    var requestBodyBytes = 0
+    /// At least one request-body byte went upstream: the request can no longer be replayed.
+    var bodySentUpstream = false
+    var upstreamSent: NIODeadline?
+    var upstreamTimer: Scheduled<Void>?
+    /// The upstream's answer head (final, non-1xx) arrived.
+    var responseHeadReceived = false
+    /// The upstream wants to keep its connection (no `Connection: close`, HTTP/1.1).
+    var upstreamKeepAlive = false
+    /// A head (ours or the upstream's) went to the client.
+    var responseHeadSent = false
+    var responseEnded = false
+    var status: UInt = 0
+    var responseBodyBytes = 0
+    var outcome = "forwarded"
+
+    init(
+        head: HTTPRequestHead,
+        upstreamHead: HTTPRequestHead,
+        requestID: String,
+        framing: RequestFraming,
+        started: NIODeadline
+    ) {
+        self.method = head.method
+        self.logPath = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        self.clientVersion = head.version
+        self.upstreamHead = upstreamHead
+        self.requestID = requestID
+        self.framing = framing
+        self.started = started
+        self.closeAfter = !head.isKeepAlive
+    }
+}
+
+// MARK: - Client events
+
+extension ProxyHandler {
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.clientAddress = context.channel.remoteAddress?.ipAddress
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.clientAddress = context.channel.remoteAddress?.ipAddress
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.requestHead(head, context: context)
+        case .body(let buffer):
+            self.requestBody(buffer, context: context)
+        case .end(let trailers):
+            self.requestEnd(trailers, context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if self.upstreamNeedsFlush {
+            self.upstreamNeedsFlush = false
+            if case .exchange(let exchange) = self.state {
+                exchange.upstream?.flush()
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // The client is (not) keeping up with the answer: pause or resume upstream reads.
+        if case .exchange(let exchange) = self.state, let upstream = exchange.upstream {
+            if context.channel.isWritable {
+                upstream.resumeReads()
+            } else {
+                upstream.pauseReads()
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .exchange(let exchange) = self.state {
+            // The client went away mid-exchange: abort the upstream request too.
+            self.abortUpstream(exchange)
+            exchange.outcome = "client_aborted"
+            self.settleAndLog(exchange)
+        }
+        self.state = .closed
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let rejection: ProxyRejection
+        if let parserError = error as? HTTPParserError {
+            rejection =
+                parserError == .headerOverflow
+                ? .headersTooLarge
+                : .badRequest("The request is not valid HTTP/1.1 (\(parserError)).")
+        } else {
+            rejection = .badRequest("The request could not be read.")
+        }
+        switch self.state {
+        case .idle:
+            self.reject(rejection, version: .http1_1, requestEnded: true, context: context)
+        case .exchange(let exchange):
+            if exchange.responseHeadSent {
+                self.abortUpstream(exchange)
+                exchange.outcome = "client_aborted"
+                self.settleAndLog(exchange)
+                self.state = .closed
+                context.close(promise: nil)
+            } else {
+                self.abortUpstream(exchange)
+                self.respondWithRejection(exchange, rejection, context: context)
+            }
+        case .discardingBody, .lingering, .closed:
+            // The answer is already out; what follows on this connection no longer matters.
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            self.clientInputClosed = true
+            switch self.state {
+            case .lingering, .discardingBody:
+                context.close(promise: nil)
+            case .idle:
+                // A half-closed idle client will send nothing more.
+                context.close(promise: nil)
+            case .exchange(let exchange):
+                exchange.closeAfter = true
+            case .closed:
+                break
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.readsPaused {
+            self.readPending = true
+        } else {
+            context.read()
+        }
+    }
+}
+
+// MARK: - Phases: head, body, end of the request
+
+extension ProxyHandler {
+    private func requestHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        self.timeouts.requestHeadReceived()
+        guard case .idle = self.state else {
+            // HTTPServerPipelineHandler delivers one request at a time; a head now is a bug.
+            context.close(promise: nil)
+            return
+        }
+        let now = NIODeadline.now()
+        let framing: RequestFraming
+        switch RequestHeadRules.check(head, maxBodyBytes: self.shared.config.maxBodyBytes) {
+        case .failure(let rejection):
+            let ended: Bool
+            switch head.headers.first(name: "content-length").flatMap({ Int($0) }) {
+            case .some(let n) where n > 0: ended = false
+            default: ended = !head.headers.contains(name: "transfer-encoding")
+            }
+            self.reject(rejection, version: head.version, requestEnded: ended, context: context, started: now, method: head.method, uri: head.uri)
+            return
+        case .success(let checked):
+            framing = checked
+        }
+
+        let (headers, requestID) = HeaderRewrite.upstreamRequestHeaders(
+            head.headers,
+            framing: framing.body,
+            context: HeaderRewrite.RequestContext(
+                clientAddress: self.clientAddress,
+                tokenHeaderToRemove: self.shared.config.forwardToken ? nil : self.shared.config.tokenHeader
+            ),
+            generateRequestID: RequestID.generate
+        )
+        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: framing.target, headers: headers)
+        let exchange = Exchange(head: head, upstreamHead: upstreamHead, requestID: requestID, framing: framing, started: now)
+        exchange.closeAfter = exchange.closeAfter || self.clientInputClosed
+        self.state = .exchange(exchange)
+        self.startUpstream(exchange, context: context)
+    }
+
+    private func requestBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        switch self.state {
+        case .exchange(let exchange):
+            exchange.requestBodyBytes += buffer.readableBytes
+            if exchange.requestBodyBytes > self.shared.config.maxBodyBytes {
+                self.bodyTooLarge(exchange, context: context)
+                return
+            }
+            let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
+            if let upstream = exchange.upstream {
+                upstream.write(part)
+                exchange.bodySentUpstream = true
+                self.upstreamNeedsFlush = true
+                if !upstream.isWritable { self.pauseClientReads() }
+            } else {
+                exchange.pending.append(part)
+            }
+        case .discardingBody(let closeAfter, let discarded):
+            let total = discarded + buffer.readableBytes
+            if total > Self.maxDiscardBytes {
+                self.closeGracefully(context: context)
+            } else {
+                self.state = .discardingBody(closeAfter: closeAfter, discarded: total)
+            }
+        case .idle, .lingering, .closed:
+            break
+        }
+    }
+
+    private func requestEnd(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) {
+        switch self.state {
+        case .exchange(let exchange):
+            exchange.requestEnded = true
+            let part = HTTPClientRequestPart.end(trailers)
+            if let upstream = exchange.upstream {
+                upstream.write(part)
+                self.upstreamNeedsFlush = true
+            } else {
+                exchange.pending.append(part)
+            }
+            if exchange.responseEnded {
+                // The upstream answered before the request ended (an early 413, say).
+                self.finishExchange(exchange, context: context)
+            }
+        case .discardingBody(let closeAfter, _):
+            if closeAfter {
+                self.closeGracefully(context: context)
+            } else {
+                self.state = .idle
+                self.timeouts.exchangeFinished()
+            }
+        case .idle, .lingering, .closed:
+            break
+        }
+    }
+}
+
+// MARK: - Phase: forward
+
+extension ProxyHandler {
+    private func startUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
+        switch self.pool.acquire() {
+        case .ready(let connection):
+            self.attach(exchange, to: connection, reused: true, context: context)
+        case .connecting:
+            // Hold client reads until the connection exists; parts already decoded are queued.
+            self.pauseClientReads()
+            self.pool.connect { [weak self] result in
+                guard let self else { return }
+                guard case .exchange(let current) = self.state, current === exchange else {
+                    // The exchange ended (client gone) while connecting; keep the connection.
+                    if case .success(let connection) = result { self.pool.release(connection) }
+                    return
+                }
+                switch result {
+                case .success(let connection):
+                    guard let context = self.context else { return }
+                    self.attach(exchange, to: connection, reused: false, context: context)
+                case .failure:
+                    guard let context = self.context else { return }
+                    self.resumeClientReads()
+                    self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+                }
+            }
+        }
+    }
+
+    private func attach(_ exchange: Exchange, to connection: UpstreamHandler, reused: Bool, context: ChannelHandlerContext) {
+        exchange.upstream = connection
+        exchange.reusedConnection = reused
+        connection.receiver = self
+        connection.write(.head(exchange.upstreamHead))
+        for part in exchange.pending {
+            if case .body = part { exchange.bodySentUpstream = true }
+            connection.write(part)
+        }
+        exchange.pending.removeAll()
+        connection.flush()
+        exchange.upstreamSent = .now()
+        let timeout = TimeAmount(self.shared.config.upstreamTimeout)
+        exchange.upstreamTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak exchange] in
+            guard let self, let exchange else { return }
+            self.upstreamTimedOut(exchange)
+        }
+        if connection.isWritable {
+            self.resumeClientReads()
+        } else {
+            self.pauseClientReads()
+        }
+    }
+
+    private func upstreamTimedOut(_ exchange: Exchange) {
+        guard case .exchange(let current) = self.state, current === exchange, !exchange.responseHeadReceived,
+            let context = self.context
+        else { return }
+        exchange.upstreamTimer = nil
+        self.abortUpstream(exchange)
+        self.respondWithRejection(exchange, .upstreamTimeout, context: context)
+    }
+
+    private func bodyTooLarge(_ exchange: Exchange, context: ChannelHandlerContext) {
+        self.abortUpstream(exchange)
+        if exchange.responseHeadSent {
+            exchange.outcome = "payload_too_large"
+            self.settleAndLog(exchange)
+            self.state = .closed
+            context.close(promise: nil)
+        } else {
+            self.respondWithRejection(exchange, .payloadTooLarge, context: context)
+        }
+    }
+
+    /// Detaches and closes the exchange's upstream connection: it may carry a partial request.
+    private func abortUpstream(_ exchange: Exchange) {
+        exchange.upstreamTimer?.cancel()
+        exchange.upstreamTimer = nil
+        if let upstream = exchange.upstream {
+            exchange.upstream = nil
+            upstream.close()
+        }
+    }
+
+    private func pauseClientReads() {
+        self.readsPaused = true
+    }
+
+    private func resumeClientReads() {
+        guard self.readsPaused else { return }
+        self.readsPaused = false
+        if self.readPending, let context = self.context {
+            self.readPending = false
+            context.read()
+        }
+    }
+}
+
+// MARK: - Phase: stream the answer
+
+extension ProxyHandler: UpstreamResponseReceiver {
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard case .exchange(let exchange) = self.state, let context = self.context else { return }
+        let code = head.status.code
+        if code >= 100 && code < 200 {
+            if code == 101 {
+                // Subgate never asks for an upgrade; a 101 means the upstream is confused.
+                self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+                return
+            }
+            // 100 Continue and other interim answers go to HTTP/1.1 clients only.
+            if exchange.clientVersion.minor >= 1 && !exchange.responseHeadSent {
+                var interim = head
+                interim.version = .http1_1
+                interim.headers = HTTPHeaders()
+                context.writeAndFlush(Self.wrapOutboundOut(.head(interim)), promise: nil)
+            }
+            return
+        }
+        exchange.upstreamTimer?.cancel()
+        exchange.upstreamTimer = nil
+        exchange.responseHeadReceived = true
+        if let sent = exchange.upstreamSent {
+            self.shared.metrics.upstreamDuration.recordNanoseconds(Int64((NIODeadline.now() - sent).nanoseconds))
+        }
+        let headers: HTTPHeaders
+        switch HeaderRewrite.clientResponseHeaders(head.headers) {
+        case .success(let rewritten):
+            headers = rewritten
+        case .failure:
+            self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+            return
+        }
+        exchange.upstreamKeepAlive = head.isKeepAlive
+        exchange.status = code
+        var responseHead = HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
+        if exchange.clientVersion.minor == 0 {
+            responseHead.version = .http1_0
+            // An HTTP/1.0 client cannot read chunked framing: without a length the answer
+            // ends with the connection.
+            let hasLength = headers.contains(name: "content-length") || exchange.method == .HEAD
+                || !head.status.mayHaveResponseBody
+            if !hasLength { exchange.closeAfter = true }
+        }
+        if exchange.closeAfter {
+            responseHead.headers.add(name: "connection", value: "close")
+        } else if exchange.clientVersion.minor == 0 {
+            responseHead.headers.add(name: "connection", value: "keep-alive")
+        }
+        exchange.responseHeadSent = true
+        context.write(Self.wrapOutboundOut(.head(responseHead)), promise: nil)
+        self.clientNeedsFlush = true
+    }
+
+    func upstreamResponseBody(_ buffer: ByteBuffer) {
+        guard case .exchange(let exchange) = self.state, let context = self.context, exchange.responseHeadSent else { return }
+        exchange.responseBodyBytes += buffer.readableBytes
+        context.write(Self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        self.clientNeedsFlush = true
+        if !context.channel.isWritable {
+            exchange.upstream?.pauseReads()
+        }
+    }
+
+    func upstreamResponseEnd(_ trailers: HTTPHeaders?) {
+        guard case .exchange(let exchange) = self.state, let context = self.context else { return }
+        guard exchange.responseHeadSent else {
+            // An end without a head only follows a 1xx that never got its final answer.
+            self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+            return
+        }
+        exchange.responseEnded = true
+        self.clientNeedsFlush = false
+        if let upstream = exchange.upstream {
+            exchange.upstream = nil
+            // Reusable only after a complete exchange in both directions.
+            if exchange.requestEnded && exchange.upstreamKeepAlive {
+                self.pool.release(upstream)
+            } else {
+                upstream.close()
+            }
+        }
+        if exchange.requestEnded {
+            self.finishExchange(exchange, context: context, trailers: trailers)
+        } else {
+            // Early answer: the rest of the request body is read and dropped.
+            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.settleAndLog(exchange)
+            self.state = .discardingBody(closeAfter: exchange.closeAfter, discarded: 0)
+            self.resumeClientReads()
+        }
+    }
+
+    func upstreamReadComplete() {
+        if self.clientNeedsFlush, let context = self.context {
+            self.clientNeedsFlush = false
+            context.flush()
+        }
+    }
+
+    func upstreamFailed(_ error: any Error) {
+        guard case .exchange(let exchange) = self.state, let context = self.context else { return }
+        exchange.upstreamTimer?.cancel()
+        exchange.upstreamTimer = nil
+        let connection = exchange.upstream
+        exchange.upstream = nil
+        connection?.close()
+        if exchange.responseHeadSent {
+            // Mid-answer: the client must see an aborted answer, never a truncated one that
+            // looks complete, so the connection is closed without the final chunk.
+            exchange.outcome = "upstream_aborted"
+            self.settleAndLog(exchange)
+            self.state = .closed
+            context.close(promise: nil)
+            return
+        }
+        // A pooled connection the upstream closed while idle: retry once on a new one, only
+        // if nothing that cannot be re-sent (body bytes) went out and no answer began.
+        if exchange.reusedConnection && !exchange.retried && !exchange.bodySentUpstream
+            && !exchange.responseHeadReceived
+        {
+            exchange.retried = true
+            if exchange.requestEnded { exchange.pending.append(.end(nil)) }
+            self.startUpstreamFresh(exchange, context: context)
+            return
+        }
+        self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable {
+            self.resumeClientReads()
+        } else {
+            self.pauseClientReads()
+        }
+    }
+
+    private func startUpstreamFresh(_ exchange: Exchange, context: ChannelHandlerContext) {
+        self.pauseClientReads()
+        self.pool.connect { [weak self] result in
+            guard let self, case .exchange(let current) = self.state, current === exchange, let context = self.context else {
+                if case .success(let connection) = result { connection.close() }
+                return
+            }
+            switch result {
+            case .success(let connection):
+                self.attach(exchange, to: connection, reused: false, context: context)
+            case .failure:
+                self.resumeClientReads()
+                self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+            }
+        }
+    }
+
+    private func upstreamUnavailable(_ exchange: Exchange, _ rejection: ProxyRejection, context: ChannelHandlerContext) {
+        self.abortUpstream(exchange)
+        if exchange.responseHeadSent {
+            exchange.outcome = "upstream_aborted"
+            self.settleAndLog(exchange)
+            self.state = .closed
+            context.close(promise: nil)
+        } else {
+            self.respondWithRejection(exchange, rejection, context: context)
+        }
+    }
+}
+
+// MARK: - Phases: answer with Subgate's own response, settle, log
+
+extension ProxyHandler {
+    /// Answers an exchange that has not sent a head yet with `rejection`.
+    private func respondWithRejection(_ exchange: Exchange, _ rejection: ProxyRejection, context: ChannelHandlerContext) {
+        exchange.outcome = rejection.code.lowercased()
+        exchange.status = rejection.status.code
+        exchange.responseHeadSent = true
+        exchange.responseEnded = true
+        let close = rejection.closeConnection || exchange.closeAfter || !exchange.requestEnded
+        let (head, body) = ErrorResponseWriter.parts(
+            rejection,
+            version: exchange.clientVersion,
+            close: close,
+            allocator: context.channel.allocator
+        )
+        exchange.responseBodyBytes = body.readableBytes
+        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        self.settleAndLog(exchange)
+        self.resumeClientReads()
+        if close {
+            if exchange.requestEnded || rejection.closeConnection {
+                self.closeGracefully(context: context)
+            } else {
+                self.state = .discardingBody(closeAfter: true, discarded: 0)
+            }
+        } else {
+            self.state = .idle
+            self.timeouts.exchangeFinished()
+        }
+    }
+
+    /// Answers a request that never became an exchange (its head failed the rules).
+    private func reject(
+        _ rejection: ProxyRejection,
+        version: HTTPVersion,
+        requestEnded: Bool,
+        context: ChannelHandlerContext,
+        started: NIODeadline = .now(),
+        method: HTTPMethod? = nil,
+        uri: String? = nil
+    ) {
+        let close = rejection.closeConnection || !requestEnded
+        let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
+        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        let label = rejection.code.lowercased()
+        self.shared.metrics.countRequest(outcome: label)
+        self.shared.metrics.requestDuration.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
+        if self.shared.accessLog {
+            var path = Substring(uri ?? "-")
+            if let q = path.firstIndex(of: "?") { path = path[..<q] }
+            self.shared.logger.info(
+                "request",
+                metadata: [
+                    "outcome": .string(label),
+                    "status": .stringConvertible(rejection.status.code),
+                    "method": .string(method?.rawValue ?? "-"),
+                    "path": .string(String(path)),
+                    "duration_us": .stringConvertible((NIODeadline.now() - started).nanoseconds / 1000),
+                    "client": .string(self.clientAddress ?? "-"),
+                ]
+            )
+        }
+        if close {
+            self.closeGracefully(context: context)
+        } else {
+            self.state = .idle
+            self.timeouts.exchangeFinished()
+        }
+    }
+
+    /// Writes the end of a relayed answer and gets the connection ready for the next request.
+    private func finishExchange(_ exchange: Exchange, context: ChannelHandlerContext, trailers: HTTPHeaders? = nil) {
+        self.settleAndLog(exchange)
+        if exchange.closeAfter {
+            self.state = .lingering
+            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            self.state = .idle
+            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.timeouts.exchangeFinished()
+        }
+    }
+
+    /// Settle (billing arrives with the enforcement issue) and log: runs once per exchange, on every path.
+    private func settleAndLog(_ exchange: Exchange) {
+        let now = NIODeadline.now()
+        let elapsed = now - exchange.started
+        self.shared.metrics.countRequest(outcome: exchange.outcome)
+        self.shared.metrics.requestDuration.recordNanoseconds(Int64(elapsed.nanoseconds))
+        guard self.shared.accessLog else { return }
+        self.shared.logger.info(
+            "request",
+            metadata: [
+                "outcome": .string(exchange.outcome),
+                "status": .stringConvertible(exchange.status),
+                "method": .string(exchange.method.rawValue),
+                "path": .string(String(exchange.logPath)),
+                "duration_us": .stringConvertible(elapsed.nanoseconds / 1000),
+                "bytes_in": .stringConvertible(exchange.requestBodyBytes),
+                "bytes_out": .stringConvertible(exchange.responseBodyBytes),
+                "request_id": .string(exchange.requestID),
+                "client": .string(self.clientAddress ?? "-"),
+            ]
+        )
+    }
+
+    /// Closes the output after what was written, then drains input briefly so the client
+    /// reads the answer instead of a reset (the "lingering close" of nginx).
+    private func closeGracefully(context: ChannelHandlerContext) {
+        self.state = .lingering
+        self.resumeClientReads()
+        let channel = context.channel
+        context.flush()
+        context.close(mode: .output).assumeIsolated().whenComplete { _ in
+            channel.eventLoop.assumeIsolated().scheduleTask(in: Self.lingerTime) {
+                channel.close(promise: nil)
+            }
+        }
+    }
+}

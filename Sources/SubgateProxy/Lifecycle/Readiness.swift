@@ -1,0 +1,39 @@
+import Synchronization
+
+/// What `/readyz` reports (SPEC §5): listening, not draining, and nothing else that makes
+/// this instance unfit for traffic. Later pieces (seller key rejected, journal unwritable)
+/// add their reasons through `setProblem`.
+public final class Readiness: Sendable {
+    private struct State {
+        var listening = false
+        var draining = false
+        var problems: [String: String] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func setListening(_ value: Bool) { self.state.withLock { $0.listening = value } }
+
+    /// SIGTERM: `/readyz` turns 503 at once.
+    public func startDraining() { self.state.withLock { $0.draining = true } }
+
+    public var isDraining: Bool { self.state.withLock { $0.draining } }
+
+    /// Records (or, with `nil`, clears) a named reason this instance is not ready.
+    public func setProblem(_ name: String, _ reason: String?) {
+        self.state.withLock { $0.problems[name] = reason }
+    }
+
+    /// `nil` when ready, else the reasons.
+    public func notReadyReasons() -> [String]? {
+        self.state.withLock { state in
+            var reasons: [String] = []
+            if !state.listening { reasons.append("the proxy listener is not open") }
+            if state.draining { reasons.append("shutting down") }
+            reasons.append(contentsOf: state.problems.keys.sorted().compactMap { state.problems[$0] })
+            return reasons.isEmpty ? nil : reasons
+        }
+    }
+}
