@@ -1,0 +1,239 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+
+/// SPEC §1 (commands, exit codes) and §4 (SIGTERM drain), against the real `subgate` binary.
+@Suite(.serialized) struct LifecycleTests {
+    /// The binary `swift build` produced beside the test bundle.
+    static var binary: URL {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/subgate") }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+    }
+
+    /// A running `subgate` with its stdout captured in a file.
+    final class Running {
+        let process = Process()
+        let output: URL
+        let directory: URL
+
+        init(arguments: [String], config: String?) throws {
+            self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("subgate-test-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+            self.output = self.directory.appendingPathComponent("out.log")
+            FileManager.default.createFile(atPath: self.output.path, contents: nil)
+            var args = arguments
+            if let config {
+                let path = self.directory.appendingPathComponent("subgate.conf")
+                try config.write(to: path, atomically: true, encoding: .utf8)
+                args += ["--config", path.path]
+            }
+            self.process.executableURL = LifecycleTests.binary
+            self.process.arguments = args
+            self.process.currentDirectoryURL = self.directory
+            let handle = try FileHandle(forWritingTo: self.output)
+            self.process.standardOutput = handle
+            self.process.standardError = handle
+            try self.process.run()
+        }
+
+        var log: String { (try? String(contentsOf: self.output, encoding: .utf8)) ?? "" }
+
+        /// Waits for a `<what> listening` log line and returns its port.
+        func port(of what: String, timeout: Duration = .seconds(20)) async throws -> Int {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                for line in self.log.split(separator: "\n") where line.contains("\"\(what) listening\"") {
+                    if let range = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                        return Int(line[range].split(separator: ":").last ?? "") ?? 0
+                    }
+                }
+                if !self.process.isRunning { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw TestFailure("subgate did not report '\(what) listening'; its output:\n\(self.log)")
+        }
+
+        func waitForExit(timeout: Duration) async throws -> Int32 {
+            let deadline = ContinuousClock.now + timeout
+            while self.process.isRunning && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            if self.process.isRunning {
+                self.process.terminate()
+                throw TestFailure("subgate did not exit within \(timeout); its output:\n\(self.log)")
+            }
+            return self.process.terminationStatus
+        }
+
+        deinit {
+            if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: self.directory)
+        }
+    }
+
+    struct TestFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static func run(_ arguments: [String], config: String? = nil) async throws -> (status: Int32, output: String) {
+        let running = try Running(arguments: arguments, config: config)
+        let status = try await running.waitForExit(timeout: .seconds(20))
+        return (status, running.log)
+    }
+
+    @Test("SPEC §4: SIGTERM → /readyz 503 at once, accepting for drain_delay, in-flight request completes, exit 0")
+    func sigtermDrains() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let upstream = try await TestUpstream(group: group)
+        defer { Task { await upstream.stop(); try? await group.shutdownGracefully() } }
+        let running = try Running(arguments: ["run"], config: """
+            listen = 127.0.0.1:0
+            admin_listen = 127.0.0.1:0
+            upstream = http://127.0.0.1:\(upstream.port)
+            seller_key = am_k_lifecycle
+            usage_journal = off
+            drain_delay = 1s
+            shutdown_grace = 10s
+            """)
+        let port = try await running.port(of: "proxy")
+        let adminPort = try await running.port(of: "admin")
+        let base = "http://127.0.0.1:\(port)"
+        #expect(try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(adminPort)/readyz"), timeout: .seconds(5)).status == .ok)
+
+        // A slow request is in flight when SIGTERM arrives.
+        let slow = Task { try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/slow?ms=2000"), timeout: .seconds(15)) }
+        try await Task.sleep(for: .milliseconds(400))
+        kill(running.process.processIdentifier, SIGTERM)
+        try await Task.sleep(for: .milliseconds(200))
+
+        let ready = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(adminPort)/readyz"), timeout: .seconds(5))
+        #expect(ready.status == .serviceUnavailable, "readiness must fail at once on SIGTERM")
+        // Within drain_delay new connections are still accepted and served.
+        let fresh = HTTPClient(eventLoopGroupProvider: .shared(group))
+        let during = try await fresh.execute(HTTPClientRequest(url: base + "/hello"), timeout: .seconds(5))
+        #expect(during.status == .ok, "a request during drain_delay must still be served")
+        try await fresh.shutdown()
+
+        let answer = try await slow.value
+        #expect(answer.status == .ok, "the in-flight request must complete")
+        #expect(String(buffer: try await answer.body.collect(upTo: 1024)) == #"{"slow":2000}"#)
+        let status = try await running.waitForExit(timeout: .seconds(12))
+        #expect(status == 0, "subgate must exit 0 after a graceful drain; output:\n\(running.log)")
+        #expect(running.log.contains("proxy drained"))
+    }
+
+    @Test("SPEC §1: a bad config exits 1 with file, line and key on stderr; nothing starts")
+    func badConfigExitsOne() async throws {
+        let result = try await Self.run(["run"], config: "upstream = http://127.0.0.1:1\nseller_key = am_k_x\nlisten_port = 80\n")
+        #expect(result.status == 1)
+        #expect(result.output.contains("subgate.conf:3: listen_port:"), "the error must name file, line and key: \(result.output)")
+        #expect(result.output.contains("listen"), "a near-miss gets a did-you-mean: \(result.output)")
+    }
+
+    @Test("SPEC §1: check prints effective settings with secrets redacted and exits 0")
+    func checkRedactsSecrets() async throws {
+        let result = try await Self.run(["check"], config: "upstream = http://127.0.0.1:3000\nseller_key = am_k_supersecret\nadmin_token = hunter2hunter2\n")
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("upstream = http://127.0.0.1:3000"))
+        #expect(!result.output.contains("supersecret"), "the seller key leaked: \(result.output)")
+        #expect(!result.output.contains("hunter2"), "the admin token leaked: \(result.output)")
+    }
+
+    @Test("SPEC §1: --help answers on every command; bad usage exits 64")
+    func helpAndUsage() async throws {
+        for command in [[], ["run"], ["check"], ["healthcheck"], ["simulate"]] {
+            let result = try await Self.run(command + ["--help"])
+            #expect(result.status == 0, "\(command) --help exited \(result.status)")
+            #expect(result.output.contains("USAGE"), "\(command) --help printed no usage")
+        }
+        let bad = try await Self.run(["run", "--no-such-flag"])
+        #expect(bad.status == 64, "bad usage must exit 64 (EX_USAGE), got \(bad.status)")
+    }
+
+    @Test("SPEC §1: healthcheck exits 0 against a live admin listener and 1 when nothing answers")
+    func healthcheck() async throws {
+        let running = try Running(arguments: ["run"], config: """
+            listen = 127.0.0.1:0
+            admin_listen = 127.0.0.1:0
+            upstream = http://127.0.0.1:1
+            seller_key = am_k_health
+            usage_journal = off
+            """)
+        let adminPort = try await running.port(of: "admin")
+        let healthy = try await Self.run(["healthcheck"], config: "upstream = http://127.0.0.1:1\nseller_key = am_k_x\nadmin_listen = 127.0.0.1:\(adminPort)\n")
+        #expect(healthy.status == 0, "\(healthy.output)")
+        kill(running.process.processIdentifier, SIGTERM)
+        _ = try await running.waitForExit(timeout: .seconds(10))
+        let dead = try await Self.run(["healthcheck"], config: "upstream = http://127.0.0.1:1\nseller_key = am_k_x\nadmin_listen = 127.0.0.1:\(adminPort)\n")
+        #expect(dead.status == 1, "healthcheck must fail when nothing listens: \(dead.output)")
+    }
+
+    @Test("SPEC §5: admin listener — /healthz open, the rest behind admin_token, Prometheus metrics, /status JSON")
+    func adminListener() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let upstream = try await TestUpstream(group: group)
+        defer { Task { await upstream.stop(); try? await group.shutdownGracefully() } }
+        let running = try Running(arguments: ["run"], config: """
+            listen = 127.0.0.1:0
+            admin_listen = 127.0.0.1:0
+            upstream = http://127.0.0.1:\(upstream.port)
+            seller_key = am_k_admin
+            admin_token = s3cret-admin-token
+            usage_journal = off
+            """)
+        let port = try await running.port(of: "proxy")
+        let admin = "http://127.0.0.1:\(try await running.port(of: "admin"))"
+        _ = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/hello"), timeout: .seconds(5))
+
+        #expect(try await HTTPClient.shared.execute(HTTPClientRequest(url: admin + "/healthz"), timeout: .seconds(5)).status == .ok)
+        #expect(try await HTTPClient.shared.execute(HTTPClientRequest(url: admin + "/metrics"), timeout: .seconds(5)).status == .unauthorized,
+                "metrics must need the admin token")
+        var wrong = HTTPClientRequest(url: admin + "/status")
+        wrong.headers.add(name: "authorization", value: "Bearer s3cret-admin-tokeX")
+        #expect(try await HTTPClient.shared.execute(wrong, timeout: .seconds(5)).status == .unauthorized)
+
+        func authorized(_ path: String) async throws -> (HTTPResponseStatus, String) {
+            var request = HTTPClientRequest(url: admin + path)
+            request.headers.add(name: "authorization", value: "Bearer s3cret-admin-token")
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+            return (response.status, String(buffer: try await response.body.collect(upTo: 1 << 20)))
+        }
+        let (metricsStatus, metrics) = try await authorized("/metrics")
+        #expect(metricsStatus == .ok)
+        #expect(metrics.contains(#"subgate_requests_total{outcome="forwarded"} 1"#), "metrics: \(metrics)")
+        #expect(metrics.contains("subgate_request_duration_seconds_count 1"))
+        #expect(metrics.contains("subgate_upstream_duration_seconds_count 1"))
+        #expect(metrics.contains("subgate_open_connections"))
+        let (readyStatus, ready) = try await authorized("/readyz")
+        #expect(readyStatus == .ok, "\(ready)")
+        let (statusStatus, status) = try await authorized("/status")
+        #expect(statusStatus == .ok)
+        #expect(status.contains("\"ready\":true") && status.contains("\"open_connections\":"), "status: \(status)")
+        #expect(!running.log.contains("s3cret-admin-token"), "the admin token reached the log")
+        kill(running.process.processIdentifier, SIGTERM)
+        #expect(try await running.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    @Test("SPEC §5: /readyz is 503 with the reason when the upstream refuses connections")
+    func readyzFollowsUpstream() async throws {
+        let running = try Running(arguments: ["run"], config: """
+            listen = 127.0.0.1:0
+            admin_listen = 127.0.0.1:0
+            upstream = http://127.0.0.1:1
+            seller_key = am_k_ready
+            usage_journal = off
+            """)
+        let admin = "http://127.0.0.1:\(try await running.port(of: "admin"))"
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: admin + "/readyz"), timeout: .seconds(5))
+        #expect(response.status == .serviceUnavailable)
+        let body = String(buffer: try await response.body.collect(upTo: 4096))
+        #expect(body.contains("does not accept connections"), "the reason must be given: \(body)")
+        kill(running.process.processIdentifier, SIGTERM)
+        #expect(try await running.waitForExit(timeout: .seconds(10)) == 0)
+    }
+}

@@ -1,0 +1,190 @@
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A real HTTP/1.1 upstream on loopback (port 0) for end-to-end tests. Routes:
+/// - `GET /hello` → 200 small JSON
+/// - `POST /sha` → 200 `{"sha256":…,"bytes":n}` of the streamed request body
+/// - `POST /echo` → 200 chunked echo of the request body as it arrives
+/// - `GET /sse?n=N&gap=MS` → `text/event-stream`, N events MS apart
+/// - `GET /chunked` → a chunked answer in three parts
+/// - `GET /slow?ms=MS` → 200 after MS milliseconds
+/// - `GET /reset-mid` → head with content-length 1000, 100 bytes, then the connection closes
+/// - `GET /bad-framing` → a head with Content-Length *and* Transfer-Encoding (raw bytes)
+/// - `GET /te-gzip` → `Transfer-Encoding: gzip, chunked` (raw bytes)
+/// - `GET /head-only-close` → closes without answering
+final class TestUpstream: Sendable {
+    struct Seen: Sendable {
+        var method: HTTPMethod
+        var uri: String
+        var headers: HTTPHeaders
+    }
+
+    private let group: any EventLoopGroup
+    private let channel: any Channel
+    private let state: NIOLockedValueBox<(connections: Int, requests: [Seen])>
+    private let eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>
+
+    var port: Int { self.channel.localAddress?.port ?? 0 }
+    var connectionsAccepted: Int { self.state.withLockedValue { $0.connections } }
+    var requests: [Seen] { self.state.withLockedValue { $0.requests } }
+    /// When each `/sse` event was written to the socket, in order, across all `/sse` requests.
+    var eventsSent: [ContinuousClock.Instant] { self.eventLog.withLockedValue { $0 } }
+
+    init(group: any EventLoopGroup) async throws {
+        self.group = group
+        let state = NIOLockedValueBox<(connections: Int, requests: [Seen])>((0, []))
+        self.state = state
+        let eventLog = NIOLockedValueBox<[ContinuousClock.Instant]>([])
+        self.eventLog = eventLog
+        self.channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                state.withLockedValue { $0.connections += 1 }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(TestUpstreamHandler(state: state, eventLog: eventLog))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+    }
+
+    func stop() async {
+        try? await self.channel.close()
+    }
+}
+
+private final class TestUpstreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let state: NIOLockedValueBox<(connections: Int, requests: [TestUpstream.Seen])>
+    private var head: HTTPRequestHead?
+    private var hasher = SHA256()
+    private var bytes = 0
+
+    private let eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>
+
+    init(state: NIOLockedValueBox<(connections: Int, requests: [TestUpstream.Seen])>, eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>) {
+        self.state = state
+        self.eventLog = eventLog
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            self.hasher = SHA256()
+            self.bytes = 0
+            self.state.withLockedValue { $0.requests.append(.init(method: head.method, uri: head.uri, headers: head.headers)) }
+            if head.uri == "/echo" {
+                var headers = HTTPHeaders()
+                headers.add(name: "content-type", value: "application/octet-stream")
+                context.writeAndFlush(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            }
+        case .body(let buffer):
+            self.bytes += buffer.readableBytes
+            buffer.withUnsafeReadableBytes { self.hasher.update(bufferPointer: $0) }
+            if self.head?.uri == "/echo" {
+                context.writeAndFlush(Self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            }
+        case .end:
+            guard let head = self.head else { return }
+            self.head = nil
+            self.respond(head, context: context)
+        }
+    }
+
+    private func respond(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        let query = Self.query(head.uri)
+        switch path {
+        case "/echo":
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        case "/sha":
+            let digest = self.hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            self.sendJSON("{\"sha256\":\"\(digest)\",\"bytes\":\(self.bytes)}", context: context)
+        case "/sse":
+            let n = Int(query["n"] ?? "3") ?? 3
+            let gap = Int64(query["gap"] ?? "200") ?? 200
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "text/event-stream")
+            headers.add(name: "cache-control", value: "no-cache")
+            context.writeAndFlush(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            self.sendEvents(remaining: n, index: 0, gap: gap, context: context)
+        case "/chunked":
+            context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok))), promise: nil)
+            for part in ["alpha,", "beta,", "gamma"] {
+                context.writeAndFlush(Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: part)))), promise: nil)
+            }
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        case "/slow":
+            let ms = Int64(query["ms"] ?? "500") ?? 500
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(ms)) {
+                self.sendJSON("{\"slow\":\(ms)}", context: context)
+            }
+        case "/reset-mid":
+            var headers = HTTPHeaders()
+            headers.add(name: "content-length", value: "1000")
+            context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            let part = context.channel.allocator.buffer(repeating: UInt8(ascii: "x"), count: 100)
+            context.writeAndFlush(Self.wrapOutboundOut(.body(.byteBuffer(part)))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        case "/bad-framing":
+            self.sendRaw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", context: context)
+        case "/te-gzip":
+            self.sendRaw("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", context: context)
+        case "/head-only-close":
+            context.close(promise: nil)
+        default:
+            self.sendJSON("{\"hello\":\"world\"}", context: context)
+        }
+    }
+
+    private func sendEvents(remaining: Int, index: Int, gap: Int64, context: ChannelHandlerContext) {
+        guard remaining > 0 else {
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        let event = context.channel.allocator.buffer(string: "data: event \(index)\n\n")
+        self.eventLog.withLockedValue { $0.append(.now) }
+        context.writeAndFlush(Self.wrapOutboundOut(.body(.byteBuffer(event))), promise: nil)
+        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(gap)) {
+            self.sendEvents(remaining: remaining - 1, index: index + 1, gap: gap, context: context)
+        }
+    }
+
+    private func sendJSON(_ json: String, context: ChannelHandlerContext) {
+        let body = context.channel.allocator.buffer(string: json)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        headers.add(name: "x-upstream", value: "test")
+        context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    /// Writes bytes under the response encoder (for answers NIO's encoder would never produce).
+    private func sendRaw(_ text: String, context: ChannelHandlerContext) {
+        guard let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) else { return }
+        encoder.writeAndFlush(NIOAny(IOData.byteBuffer(context.channel.allocator.buffer(string: text)))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    static func query(_ uri: String) -> [String: String] {
+        guard let q = uri.split(separator: "?", maxSplits: 1).dropFirst().first else { return [:] }
+        var out: [String: String] = [:]
+        for pair in q.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
+        }
+        return out
+    }
+}
