@@ -88,6 +88,8 @@ let package = Package(
             dependencies: [
                 "SubgateCore",
                 "SubgateProxy",
+                // The enforcement end-to-end tests run the simulator in-process as the control plane.
+                "SubgateSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
