@@ -80,7 +80,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SubgateCoreTests",
-            dependencies: ["SubgateCore"],
+            dependencies: [
+                "SubgateCore",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
