@@ -1,0 +1,60 @@
+import Crypto
+import NIOHTTP1
+
+/// What the token header of a request holds (SPEC §3 step 2).
+public enum TokenLookup: Sendable, Equatable {
+    /// Absent, empty, or without `token_prefix`: 401 `MISSING_TOKEN`.
+    case missing
+    /// The header appears more than once: 400 `BAD_REQUEST` (which one would the buyer mean?).
+    case duplicate
+    /// A well-formed raw token. It must go nowhere but `TokenHash.hex` (and the upstream when
+    /// `forward_token = true`).
+    case present(String)
+
+    public static func find(in headers: HTTPHeaders, name: String, prefix: String) -> TokenLookup {
+        var found: String?
+        for (fieldName, value) in headers where fieldName.utf8.count == name.utf8.count {
+            guard fieldName.caseInsensitiveEquals(name) else { continue }
+            if found != nil { return .duplicate }
+            found = value
+        }
+        guard let raw = found, raw.utf8.count > prefix.utf8.count, raw.hasPrefix(prefix) else { return .missing }
+        return .present(raw)
+    }
+}
+
+/// The identity Subgate keeps of a token: the lowercase hex SHA-256 of the raw token (seed 000,
+/// "Hash the incoming token"). Caches, the ledger, the journal, logs and the control plane
+/// see only this.
+public enum TokenHash {
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    public static func hex(_ raw: String) -> String {
+        let digest = SHA256.hash(data: Array(raw.utf8))
+        return String(unsafeUninitializedCapacity: 64) { out in
+            var i = 0
+            for byte in digest {
+                out[i] = Self.hexDigits[Int(byte >> 4)]
+                out[i + 1] = Self.hexDigits[Int(byte & 0x0f)]
+                i += 2
+            }
+            return 64
+        }
+    }
+
+    /// The prefix logs may show ("only the first 8 hex digits of their hash", SPEC §2).
+    public static func logPrefix(_ hash: String) -> String { String(hash.prefix(8)) }
+}
+
+extension String {
+    /// ASCII case-insensitive equality without allocating (header names are ASCII).
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        guard self.utf8.count == other.utf8.count else { return false }
+        for (a, b) in zip(self.utf8, other.utf8) where a != b {
+            let la = a >= 65 && a <= 90 ? a | 0x20 : a
+            let lb = b >= 65 && b <= 90 ? b | 0x20 : b
+            if la != lb { return false }
+        }
+        return true
+    }
+}
