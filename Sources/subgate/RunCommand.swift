@@ -33,19 +33,31 @@ struct RunCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops ?? System.coreCount)
         let readiness = Readiness()
         let metrics = ProxyMetrics()
-        let server = ProxyServer(config: config, group: group, metrics: metrics, logger: logger)
+        let enforcer: Enforcer
+        let enforcement: EnforcementService
+        do {
+            (enforcer, enforcement) = try await EnforcementSetup.make(config: config, readiness: readiness, logger: logger)
+        } catch {
+            try? await group.shutdownGracefully()
+            Bootstrap.fail("subgate: could not start: \(error)")
+        }
+        let server = ProxyServer(config: config, group: group, metrics: metrics, logger: logger, enforcer: enforcer)
         let admin = AdminServer(
             config: config,
             group: group,
             readiness: readiness,
             sources: AdminServer.Sources(
                 renderMetrics: { registry.emitToString() },
-                statusFields: { [("open_connections", String(server.openConnections))] }
+                statusFields: { [("open_connections", String(server.openConnections))] + enforcer.statusFields() },
+                flush: { await enforcer.flushNow() }
             )
         )
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
+                // Stopped in reverse order: the proxy drains first, then the admin listener, then
+                // enforcement flushes usage one last time.
                 services: [
+                    .init(service: enforcement),
                     .init(service: AdminService(admin: admin, logger: logger)),
                     .init(service: ProxyService(server: server, readiness: readiness, config: config, logger: logger)),
                 ],

@@ -14,13 +14,17 @@ public final class AdminServer: Sendable {
         public var renderMetrics: @Sendable () -> String
         /// Extra `/status` fields as already-encoded JSON values, keyed by field name.
         public var statusFields: @Sendable () -> [(String, String)]
+        /// `POST /flush`: reports pending usage now and answers with what was reported (JSON).
+        public var flush: (@Sendable () async -> String)?
 
         public init(
             renderMetrics: @escaping @Sendable () -> String,
-            statusFields: @escaping @Sendable () -> [(String, String)]
+            statusFields: @escaping @Sendable () -> [(String, String)],
+            flush: (@Sendable () async -> String)? = nil
         ) {
             self.renderMetrics = renderMetrics
             self.statusFields = statusFields
+            self.flush = flush
         }
     }
 
@@ -100,11 +104,15 @@ struct AdminRoutes: Sendable {
             )
         case (.GET, "/status"):
             return loop.makeSucceededFuture(.json(.ok, self.status()))
+        case (.POST, "/flush"):
+            guard let flush = self.sources.flush else { break }
+            return loop.makeFutureWithTask { AdminResponse.json(.ok, await flush()) }
         default:
-            return loop.makeSucceededFuture(
-                .json(.notFound, ProxyRejection(status: .notFound, code: "NOT_FOUND", message: "Admin paths: /healthz, /readyz, /metrics, /status.").jsonBody)
-            )
+            break
         }
+        return loop.makeSucceededFuture(
+            .json(.notFound, ProxyRejection(status: .notFound, code: "NOT_FOUND", message: "Admin paths: GET /healthz, /readyz, /metrics, /status; POST /flush.").jsonBody)
+        )
     }
 
     /// Ready when listening, not draining, no recorded problem, and the upstream accepts a TCP connection.

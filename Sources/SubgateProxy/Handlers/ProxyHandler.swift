@@ -66,7 +66,7 @@ final class Exchange {
     /// The path without the query string, for the access log (queries may carry secrets).
     let logPath: Substring
     let clientVersion: HTTPVersion
-    let upstreamHead: HTTPRequestHead
+    var upstreamHead: HTTPRequestHead
     let requestID: String
     let started: NIODeadline
     let framing: RequestFraming
@@ -91,10 +91,18 @@ final class Exchange {
     var upstreamKeepAlive = false
     /// A head (ours or the upstream's) went to the client.
     var responseHeadSent = false
+    /// Subgate answered the client's `Expect: 100-continue` with its own 100.
+    var continueSent = false
     var responseEnded = false
     var status: UInt = 0
     var responseBodyBytes = 0
     var outcome = "forwarded"
+    /// The token's hash, when the request carried one.
+    var tokenHash: String?
+    /// The unit reserved at admission; settled (billed or released) exactly once.
+    var ticket: Enforcer.Ticket?
+    /// Units this answer bills when billable: the upstream's `x-subgate-usage`, else 1.
+    var billedUnits = 1
 
     init(
         head: HTTPRequestHead,
@@ -257,6 +265,28 @@ extension ProxyHandler {
             framing = checked
         }
 
+        var tokenHash: String?
+        if let enforcer = self.shared.enforcer {
+            let rejection: ProxyRejection?
+            switch TokenLookup.find(in: head.headers, name: self.shared.config.tokenHeader, prefix: self.shared.config.tokenPrefix) {
+            case .present(let raw):
+                tokenHash = TokenHash.hex(raw)
+                rejection = nil
+            case .missing:
+                rejection = .missingToken
+            case .duplicate:
+                rejection = .duplicateToken
+            }
+            if let rejection {
+                if enforcer.config.enforce == .on {
+                    let ended = !(head.headers.first(name: "content-length").flatMap { Int($0) }.map { $0 > 0 } ?? head.headers.contains(name: "transfer-encoding"))
+                    self.reject(rejection, version: head.version, requestEnded: ended, context: context, started: now, method: head.method, uri: head.uri, clientKeepAlive: head.isKeepAlive)
+                    return
+                }
+                enforcer.countShadowRejection(rejection)
+            }
+        }
+
         let (headers, requestID) = HeaderRewrite.upstreamRequestHeaders(
             head.headers,
             framing: framing.body,
@@ -269,7 +299,46 @@ extension ProxyHandler {
         let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: framing.target, headers: headers)
         let exchange = Exchange(head: head, upstreamHead: upstreamHead, requestID: requestID, framing: framing, started: now)
         exchange.closeAfter = exchange.closeAfter || self.clientInputClosed
+        exchange.tokenHash = tokenHash
         self.state = .exchange(exchange)
+        guard let enforcer = self.shared.enforcer, let hash = tokenHash else {
+            self.startUpstream(exchange, context: context)
+            return
+        }
+        switch enforcer.admit(hash: hash, on: context.eventLoop) {
+        case .allow(let ticket):
+            self.admitted(exchange, ticket: ticket, hash: hash, context: context)
+        case .reject(let rejection):
+            self.respondWithRejection(exchange, rejection, context: context, keepConnection: true)
+        case .wait(let verdict):
+            // A miss: reads pause (parts already decoded queue in the exchange) until the one
+            // verify for this hash ends, then the request is decided without waiting again.
+            self.pauseClientReads()
+            verdict.assumeIsolated().whenComplete { [weak self] result in
+                guard let self, case .exchange(let current) = self.state, current === exchange, let context = self.context else { return }
+                let outcome = (try? result.get()) ?? .failed(retryAfterSeconds: 1)
+                switch enforcer.admitAfterVerify(hash: hash, result: outcome) {
+                case .allow(let ticket):
+                    self.admitted(exchange, ticket: ticket, hash: hash, context: context)
+                case .reject(let rejection):
+                    self.resumeClientReads()
+                    self.respondWithRejection(exchange, rejection, context: context, keepConnection: true)
+                case .wait:
+                    preconditionFailure("admitAfterVerify never waits")
+                }
+            }
+        }
+    }
+
+    /// The request is admitted with a reserved unit: tell the upstream who is calling, then forward.
+    private func admitted(_ exchange: Exchange, ticket: Enforcer.Ticket, hash: String, context: ChannelHandlerContext) {
+        exchange.ticket = ticket
+        var headers = exchange.upstreamHead.headers
+        if let subscriber = ticket.subscriberID { headers.add(name: "x-subgate-subscriber-id", value: subscriber) }
+        if let listing = ticket.listingID { headers.add(name: "x-subgate-listing-id", value: listing) }
+        if let remaining = ticket.remaining { headers.add(name: "x-subgate-remaining", value: String(remaining)) }
+        headers.add(name: "x-subgate-token-hash", value: hash)
+        exchange.upstreamHead.headers = headers
         self.startUpstream(exchange, context: context)
     }
 
@@ -372,6 +441,17 @@ extension ProxyHandler {
         exchange.pending.removeAll()
         connection.flush()
         exchange.upstreamSent = .now()
+        // Expect: 100-continue (RFC 9110 §10.1.1). The request is past every check and has a
+        // connection to go to, so the client may send its body now. Subgate answers this itself
+        // and does not forward `Expect` (HeaderRewrite): many upstreams never send a 100, and a
+        // client waiting for one would stall until its own timeout.
+        if exchange.framing.expectsContinue && !exchange.continueSent && !exchange.responseHeadSent
+            && !exchange.requestEnded && exchange.requestBodyBytes == 0
+        {
+            exchange.continueSent = true
+            let interim = HTTPResponseHead(version: .http1_1, status: .continue)
+            context.writeAndFlush(Self.wrapOutboundOut(.head(interim)), promise: nil)
+        }
         let timeout = TimeAmount(self.shared.config.upstreamTimeout)
         exchange.upstreamTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak exchange] in
             guard let self, let exchange else { return }
@@ -441,8 +521,11 @@ extension ProxyHandler: UpstreamResponseReceiver {
                 self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
                 return
             }
-            // 100 Continue and other interim answers go to HTTP/1.1 clients only.
-            if exchange.clientVersion.minor >= 1 && !exchange.responseHeadSent {
+            // 100 Continue and other interim answers go to HTTP/1.1 clients only, and a 100 only
+            // once: Subgate may have sent its own (see `attach`).
+            if exchange.clientVersion.minor >= 1 && !exchange.responseHeadSent
+                && !(code == 100 && exchange.continueSent)
+            {
                 var interim = head
                 interim.version = .http1_1
                 interim.headers = HTTPHeaders()
@@ -456,10 +539,23 @@ extension ProxyHandler: UpstreamResponseReceiver {
         if let sent = exchange.upstreamSent {
             self.shared.metrics.upstreamDuration.recordNanoseconds(Int64((NIODeadline.now() - sent).nanoseconds))
         }
-        let headers: HTTPHeaders
+        var headers: HTTPHeaders
         switch HeaderRewrite.clientResponseHeaders(head.headers) {
         case .success(let rewritten):
             headers = rewritten
+            // The upstream's billing instruction is Subgate's, never the client's.
+            if let usage = headers.first(name: "x-subgate-usage") {
+                headers.remove(name: "x-subgate-usage")
+                if let units = Billing.units(header: usage) {
+                    exchange.billedUnits = units
+                } else {
+                    self.shared.logger.warning("the upstream sent an invalid x-subgate-usage (not 0…1000000); billing 1 unit", metadata: ["request_id": .string(exchange.requestID)])
+                }
+            }
+            if let ticket = exchange.ticket, self.shared.config.exposeUsageHeaders {
+                if let remaining = ticket.remaining { headers.add(name: "x-subscription-remaining", value: String(remaining)) }
+                if let limit = ticket.limit { headers.add(name: "x-subscription-limit", value: String(limit)) }
+            }
         case .failure:
             self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
             return
@@ -602,11 +698,24 @@ extension ProxyHandler: UpstreamResponseReceiver {
 
 extension ProxyHandler {
     /// Answers an exchange that has not sent a head yet with `rejection`.
-    private func respondWithRejection(_ exchange: Exchange, _ rejection: ProxyRejection, context: ChannelHandlerContext) {
+    /// With `keepConnection`, a request whose body has not ended yet is read and dropped (up to
+    /// a limit) and the connection stays open; else such a connection closes after the answer.
+    private func respondWithRejection(_ exchange: Exchange, _ rejection: ProxyRejection, context: ChannelHandlerContext, keepConnection: Bool = false) {
         exchange.outcome = rejection.code.lowercased()
         exchange.status = rejection.status.code
         exchange.responseHeadSent = true
         exchange.responseEnded = true
+        if keepConnection && !rejection.closeConnection && !exchange.closeAfter && !exchange.requestEnded {
+            let (head, body) = ErrorResponseWriter.parts(rejection, version: exchange.clientVersion, close: false, allocator: context.channel.allocator)
+            exchange.responseBodyBytes = body.readableBytes
+            context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+            context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+            self.settleAndLog(exchange)
+            self.state = .discardingBody(closeAfter: false, discarded: 0)
+            self.resumeClientReads()
+            return
+        }
         let close = rejection.closeConnection || exchange.closeAfter || !exchange.requestEnded
         let (head, body) = ErrorResponseWriter.parts(
             rejection,
@@ -640,9 +749,13 @@ extension ProxyHandler {
         context: ChannelHandlerContext,
         started: NIODeadline = .now(),
         method: HTTPMethod? = nil,
-        uri: String? = nil
+        uri: String? = nil,
+        clientKeepAlive: Bool? = nil
     ) {
-        let close = rejection.closeConnection || !requestEnded
+        // A rejection that leaves the framing intact keeps a keep-alive connection: the rest of
+        // the body (if any) is read and dropped. Framing errors always close.
+        let keep = !rejection.closeConnection && (clientKeepAlive ?? false)
+        let close = keep ? false : (rejection.closeConnection || !requestEnded)
         let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
         context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
@@ -667,6 +780,8 @@ extension ProxyHandler {
         }
         if close {
             self.closeGracefully(context: context)
+        } else if !requestEnded {
+            self.state = .discardingBody(closeAfter: false, discarded: 0)
         } else {
             self.state = .idle
             self.timeouts.exchangeFinished()
@@ -690,6 +805,14 @@ extension ProxyHandler {
 
     /// Settle (billing arrives with the enforcement issue) and log: runs once per exchange, on every path.
     private func settleAndLog(_ exchange: Exchange) {
+        if let ticket = exchange.ticket, let hash = exchange.tokenHash, let enforcer = self.shared.enforcer {
+            exchange.ticket = nil
+            // Billed only for a relayed answer that completed with a billable status; every
+            // other end (Subgate's own answer, an abort on either side) releases the unit.
+            let billable = exchange.outcome == "forwarded" && exchange.responseEnded
+                && Billing.isBillable(status: exchange.status, countOn: self.shared.config.usageCountOn)
+            enforcer.settle(hash: hash, ticket: ticket, billed: billable ? exchange.billedUnits : 0)
+        }
         let now = NIODeadline.now()
         let elapsed = now - exchange.started
         self.shared.metrics.countRequest(outcome: exchange.outcome)
@@ -706,6 +829,7 @@ extension ProxyHandler {
                 "bytes_in": .stringConvertible(exchange.requestBodyBytes),
                 "bytes_out": .stringConvertible(exchange.responseBodyBytes),
                 "request_id": .string(exchange.requestID),
+                "token": .string(exchange.tokenHash.map(TokenHash.logPrefix) ?? "-"),
                 "client": .string(self.clientAddress ?? "-"),
             ]
         )

@@ -26,6 +26,9 @@ public final class Readiness: Sendable {
         self.state.withLock { $0.problems[name] = reason }
     }
 
+    /// The reason recorded under `name`, if any.
+    public func problem(_ name: String) -> String? { self.state.withLock { $0.problems[name] } }
+
     /// `nil` when ready, else the reasons.
     public func notReadyReasons() -> [String]? {
         self.state.withLock { state in

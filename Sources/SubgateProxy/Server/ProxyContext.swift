@@ -10,8 +10,11 @@ final class ProxyContext: Sendable {
     let logger: Logger
     let accessLog: Bool
     let decoderLimits: NIOHTTPDecoderLimitConfigurationBox
+    /// Subscription enforcement; `nil` relays every request unchecked (tests of the data path).
+    let enforcer: Enforcer?
 
-    init(config: Config, metrics: ProxyMetrics, logger: Logger) {
+    init(config: Config, metrics: ProxyMetrics, logger: Logger, enforcer: Enforcer? = nil) {
+        self.enforcer = enforcer
         self.config = config
         self.metrics = metrics
         self.logger = logger

@@ -19,8 +19,8 @@ public final class ProxyServer: Sendable {
     private let tracker: ConnectionTracker
     private let sweepers = NIOLockedValueBox<[RepeatedTask]>([])
 
-    public init(config: Config, group: any EventLoopGroup, metrics: ProxyMetrics, logger: Logger) {
-        self.shared = ProxyContext(config: config, metrics: metrics, logger: logger)
+    public init(config: Config, group: any EventLoopGroup, metrics: ProxyMetrics, logger: Logger, enforcer: Enforcer? = nil) {
+        self.shared = ProxyContext(config: config, metrics: metrics, logger: logger, enforcer: enforcer)
         self.group = group
         var pools: [ObjectIdentifier: NIOLoopBoundBox<UpstreamConnectionPool>] = [:]
         for loop in group.makeIterator() {

@@ -1,0 +1,125 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SubgateCore
+
+/// The background half of enforcement, as one lifecycle `Service`: the journal's group
+/// commit, the poller that re-verifies in-use tokens as they reach their TTL (and evicts idle
+/// ones, and follows `cache_ttl = auto`), and the usage flusher. On graceful shutdown, which
+/// the service group delivers after the proxy has drained, it flushes usage one last time and
+/// commits the journal.
+public final class EnforcementService: Service, Sendable {
+    let enforcer: Enforcer
+    private let config: Config
+    private let logger: Logger
+    /// How often the poller looks for entries to refresh or evict.
+    static let pollTick = Duration.seconds(1)
+    /// The window over which `cache_ttl = auto` measures the request rate.
+    static let rateWindow = Duration.seconds(10)
+
+    public init(enforcer: Enforcer, config: Config, logger: Logger) {
+        self.enforcer = enforcer
+        self.config = config
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let usage = self.enforcer.usage
+        await withTaskGroup(of: Void.self) { outer in
+            if let journal = usage.journal {
+                outer.addTask { await journal.run() }
+            }
+            // The poller and the periodic flush run until graceful shutdown begins, which the
+            // service group delivers after the proxy has drained (services stop in reverse order).
+            await cancelWhenGracefulShutdown {
+                await withTaskGroup(of: Void.self) { loops in
+                    loops.addTask { await self.pollLoop() }
+                    loops.addTask {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: self.config.usageFlushInterval)
+                            if Task.isCancelled { break }
+                            _ = await usage.flush()
+                        }
+                    }
+                    await loops.waitForAll()
+                }
+            }
+            // The final flush, within what is left of shutdown_grace.
+            let summary = await usage.flush(force: true)
+            self.logger.info(
+                "final usage flush",
+                metadata: [
+                    "reported_units": .stringConvertible(summary.reportedUnits),
+                    "pending_units": .stringConvertible(summary.pendingUnits),
+                ]
+            )
+            if let journal = usage.journal {
+                do { try await journal.commit() } catch {
+                    self.logger.error("usage journal: final commit failed", metadata: ["error": .string("\(error)")])
+                }
+            }
+            outer.cancelAll()
+        }
+    }
+
+    private func pollLoop() async {
+        var windowStart = ContinuousClock.now
+        var seenAtStart = self.enforcer.requestsSeen.load(ordering: .relaxed)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.pollTick)
+            let now = ContinuousClock.now
+            if case .auto = self.config.cacheTTL, now - windowStart >= Self.rateWindow {
+                let seen = self.enforcer.requestsSeen.load(ordering: .relaxed)
+                let elapsed = now - windowStart
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let rate = Double(seen - seenAtStart) / max(seconds, 0.001)
+                self.enforcer.setTTL(AutoTTL.ttl(requestsPerSecond: rate))
+                windowStart = now
+                seenAtStart = seen
+            }
+            await self.pollOnce(now: now)
+        }
+    }
+
+    /// Refreshes entries in use whose TTL has passed (oldest first, within the refresh
+    /// budget) and evicts entries idle for `idle_evict` that hold no usage.
+    func pollOnce(now: ContinuousClock.Instant) async {
+        let ttl = self.enforcer.ttl
+        var due: [(String, ContinuousClock.Instant)] = []
+        var entries = 0
+        self.enforcer.cache.forEachShard { shard in
+            var evict: [String] = []
+            for (hash, entry) in shard.entries {
+                if now - entry.lastUsed >= self.config.idleEvict {
+                    if !entry.holdsUsage && shard.waiters[hash] == nil { evict.append(hash) }
+                    continue
+                }
+                guard ttl > .zero, let verifiedAt = entry.verifiedAt, !entry.lastVerdictInvalid,
+                    now - verifiedAt >= ttl, !shard.refreshing.contains(hash), shard.waiters[hash] == nil
+                else { continue }
+                due.append((hash, verifiedAt))
+            }
+            for hash in evict { shard.entries[hash] = nil }
+            entries += shard.entries.count
+        }
+        self.enforcer.cacheEntries.record(entries)
+        guard !due.isEmpty else { return }
+        due.sort { $0.1 < $1.1 }
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for (hash, _) in due {
+                let claimed = self.enforcer.cache.withShard(of: hash) { $0.refreshing.insert(hash).inserted }
+                guard claimed else { continue }
+                if running >= 8 {
+                    await group.next()
+                    running -= 1
+                }
+                running += 1
+                group.addTask { await self.enforcer.refresh(hash: hash) }
+                if !self.enforcer.hasRefreshBudget() {
+                    break
+                }
+            }
+        }
+    }
+}
