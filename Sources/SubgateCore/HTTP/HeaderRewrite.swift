@@ -3,13 +3,25 @@ import NIOHTTP1
 /// The header rules of SPEC §3 steps 1 and 6: what crosses Subgate in each direction.
 ///
 /// Hop-by-hop fields (RFC 9110 §7.6.1) describe one connection and are never relayed:
-/// `Connection`, every field `Connection` names, `Keep-Alive`, `Proxy-Connection`, `TE`,
-/// `Transfer-Encoding` and `Upgrade`. Subgate re-frames each message itself.
+/// `Connection`, every field `Connection` names, `Keep-Alive`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Upgrade` and every `Proxy-*` field. Subgate re-frames each message itself.
 public enum HeaderRewrite {
     /// Fields that are always hop-by-hop, lowercased.
+    ///
+    /// `Trailer` announces trailer fields of this hop's chunked framing, which Subgate redoes
+    /// (RFC 2616 §13.5.1 listed it as "Trailers"; Go's httputil.ReverseProxy drops it too).
     static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade",
+        "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
     ]
+
+    /// Whether the lowercased `name` must not cross Subgate. Besides the fixed set and what
+    /// `Connection` nominates, every `Proxy-` field is for a proxy hop, never for the other side:
+    /// `Proxy-Authorization` would hand a client's proxy credentials to the seller's service,
+    /// `Proxy-Authenticate` would ask the buyer for credentials Subgate never checks,
+    /// `Proxy-Connection` is the pre-standard `Connection`.
+    static func isHopByHop(_ name: String, nominated: Set<String>) -> Bool {
+        Self.hopByHop.contains(name) || nominated.contains(name) || name.hasPrefix("proxy-")
+    }
 
     /// Fields the `Connection` header(s) name, lowercased (RFC 9110 §7.6.1).
     static func connectionNominated(_ headers: HTTPHeaders) -> Set<String> {
@@ -59,7 +71,7 @@ public enum HeaderRewrite {
         var requestID: String? = nil
         for (name, value) in headers {
             let lower = name.lowercased()
-            if Self.hopByHop.contains(lower) || nominated.contains(lower) { continue }
+            if Self.isHopByHop(lower, nominated: nominated) { continue }
             if lower.hasPrefix("x-subgate-") { continue }
             if let token = context.tokenHeaderToRemove, lower == token { continue }
             switch lower {
@@ -128,7 +140,7 @@ public enum HeaderRewrite {
         out.reserveCapacity(headers.count)
         for (name, value) in headers {
             let lower = name.lowercased()
-            if Self.hopByHop.contains(lower) || nominated.contains(lower) || removing.contains(lower) { continue }
+            if Self.isHopByHop(lower, nominated: nominated) || removing.contains(lower) { continue }
             out.add(name: name, value: value)
         }
         return .success(out)
