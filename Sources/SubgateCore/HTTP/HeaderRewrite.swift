@@ -53,7 +53,7 @@ public enum HeaderRewrite {
 
     /// The header block to send upstream for `head`, and the request id it carries.
     ///
-    /// - Removes hop-by-hop fields and every client field starting with `x-subgate-`.
+    /// - Removes hop-by-hop fields, `Expect`, and every client field starting with `x-subgate-`.
     /// - Sets `x-forwarded-proto: http`, appends the client to `x-forwarded-for`, keeps a
     ///   well-formed client `x-request-id` or generates one.
     /// - Writes the framing Subgate will use: the client's Content-Length, or
@@ -79,6 +79,11 @@ public enum HeaderRewrite {
                 continue  // re-added below from the checked framing
             case "x-forwarded-proto":
                 continue  // Subgate receives plain HTTP; a client must not claim otherwise
+            case "expect":
+                // Subgate answers `100-continue` itself when it is ready for the body (the only
+                // expectation `RequestHeadRules` lets through); asking the upstream too would
+                // make a client that waits for the 100 depend on the upstream's support for it.
+                continue
             case "x-forwarded-for":
                 forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value
                 continue
