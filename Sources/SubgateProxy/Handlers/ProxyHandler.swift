@@ -756,10 +756,22 @@ extension ProxyHandler {
         // the body (if any) is read and dropped. Framing errors always close.
         let keep = !rejection.closeConnection && (clientKeepAlive ?? false)
         let close = keep ? false : (rejection.closeConnection || !requestEnded)
-        let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
-        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        if method == .CONNECT, close,
+            let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+        {
+            // NIO's encoder frames every answer to a CONNECT as bodiless (it cannot tell a refusal
+            // from a tunnel being opened), which would drop the SPEC §3 JSON body and its length.
+            // A CONNECT is always refused and its connection closed, so the whole answer is
+            // written as bytes beneath the encoder.
+            var buffer = context.channel.allocator.buffer(capacity: 256)
+            ErrorResponseWriter.writeRaw(rejection, into: &buffer)
+            encoder.writeAndFlush(NIOAny(IOData.byteBuffer(buffer)), promise: nil)
+        } else {
+            let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
+            context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+            context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        }
         let label = rejection.code.lowercased()
         self.shared.metrics.countRequest(outcome: label)
         self.shared.metrics.requestDuration.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
