@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SubgateSimulator
 import Testing
 
 /// SPEC §1 (commands, exit codes) and §4 (SIGTERM drain), against the real `subgate` binary.
@@ -86,17 +87,27 @@ import Testing
         return (status, running.log)
     }
 
-    @Test("SPEC §4: SIGTERM → /readyz 503 at once, accepting for drain_delay, in-flight request completes, exit 0")
+    /// A request with `token` in `x-subscription-token`.
+    static func request(_ url: String, token: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "x-subscription-token", value: token)
+        return request
+    }
+
+    @Test("SPEC §4: SIGTERM → /readyz 503 at once, accepting for drain_delay, in-flight request completes, pending usage flushed, exit 0")
     func sigtermDrains() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let upstream = try await TestUpstream(group: group)
-        defer { Task { await upstream.stop(); try? await group.shutdownGracefully() } }
+        let simulator = try await Simulator.start(group: group)
+        defer { Task { await simulator.stop(); await upstream.stop(); try? await group.shutdownGracefully() } }
+        let token = simulator.createToken(usageLimit: nil)
         let running = try Running(arguments: ["run"], config: """
             listen = 127.0.0.1:0
             admin_listen = 127.0.0.1:0
             upstream = http://127.0.0.1:\(upstream.port)
-            seller_key = am_k_lifecycle
-            usage_journal = off
+            control_plane_url = \(simulator.baseURL)
+            seller_key = am_k_demo
+            usage_flush_interval = 1h
             drain_delay = 1s
             shutdown_grace = 10s
             """)
@@ -106,7 +117,7 @@ import Testing
         #expect(try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(adminPort)/readyz"), timeout: .seconds(5)).status == .ok)
 
         // A slow request is in flight when SIGTERM arrives.
-        let slow = Task { try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/slow?ms=2000"), timeout: .seconds(15)) }
+        let slow = Task { try await HTTPClient.shared.execute(Self.request(base + "/slow?ms=2000", token: token.token), timeout: .seconds(15)) }
         try await Task.sleep(for: .milliseconds(400))
         kill(running.process.processIdentifier, SIGTERM)
         try await Task.sleep(for: .milliseconds(200))
@@ -115,7 +126,7 @@ import Testing
         #expect(ready.status == .serviceUnavailable, "readiness must fail at once on SIGTERM")
         // Within drain_delay new connections are still accepted and served.
         let fresh = HTTPClient(eventLoopGroupProvider: .shared(group))
-        let during = try await fresh.execute(HTTPClientRequest(url: base + "/hello"), timeout: .seconds(5))
+        let during = try await fresh.execute(Self.request(base + "/hello", token: token.token), timeout: .seconds(5))
         #expect(during.status == .ok, "a request during drain_delay must still be served")
         try await fresh.shutdown()
 
@@ -125,6 +136,9 @@ import Testing
         let status = try await running.waitForExit(timeout: .seconds(12))
         #expect(status == 0, "subgate must exit 0 after a graceful drain; output:\n\(running.log)")
         #expect(running.log.contains("proxy drained"))
+        // usage_flush_interval = 1h: only the final flush on SIGTERM can have reported these.
+        #expect(simulator.acceptedUnits(hash: token.hash) == 2, "the 2 served units must be flushed before exit; output:\n\(running.log)")
+        #expect(!running.log.contains(token.token), "the raw token reached the log")
     }
 
     @Test("SPEC §1: a bad config exits 1 with file, line and key on stderr; nothing starts")
@@ -177,18 +191,21 @@ import Testing
     func adminListener() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let upstream = try await TestUpstream(group: group)
-        defer { Task { await upstream.stop(); try? await group.shutdownGracefully() } }
+        let simulator = try await Simulator.start(group: group)
+        defer { Task { await simulator.stop(); await upstream.stop(); try? await group.shutdownGracefully() } }
+        let token = simulator.createToken(usageLimit: nil)
         let running = try Running(arguments: ["run"], config: """
             listen = 127.0.0.1:0
             admin_listen = 127.0.0.1:0
             upstream = http://127.0.0.1:\(upstream.port)
-            seller_key = am_k_admin
+            control_plane_url = \(simulator.baseURL)
+            seller_key = am_k_demo
             admin_token = s3cret-admin-token
             usage_journal = off
             """)
         let port = try await running.port(of: "proxy")
         let admin = "http://127.0.0.1:\(try await running.port(of: "admin"))"
-        _ = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/hello"), timeout: .seconds(5))
+        _ = try await HTTPClient.shared.execute(Self.request("http://127.0.0.1:\(port)/hello", token: token.token), timeout: .seconds(5))
 
         #expect(try await HTTPClient.shared.execute(HTTPClientRequest(url: admin + "/healthz"), timeout: .seconds(5)).status == .ok)
         #expect(try await HTTPClient.shared.execute(HTTPClientRequest(url: admin + "/metrics"), timeout: .seconds(5)).status == .unauthorized,
@@ -214,6 +231,17 @@ import Testing
         let (statusStatus, status) = try await authorized("/status")
         #expect(statusStatus == .ok)
         #expect(status.contains("\"ready\":true") && status.contains("\"open_connections\":"), "status: \(status)")
+        for field in ["cache_entries", "pending_units", "journal_bytes", "control_plane", "last_flush", "next_flush", "verify_budget_left", "usage_budget_left"] {
+            #expect(status.contains("\"\(field)\":"), "/status lacks \(field): \(status)")
+        }
+        #expect(metrics.contains("subgate_cache_lookups_total"), "enforcement metrics missing: \(metrics)")
+        var flushRequest = HTTPClientRequest(url: admin + "/flush")
+        flushRequest.method = .POST
+        flushRequest.headers.add(name: "authorization", value: "Bearer s3cret-admin-token")
+        let flushed = try await HTTPClient.shared.execute(flushRequest, timeout: .seconds(10))
+        let flushBody = String(buffer: try await flushed.body.collect(upTo: 4096))
+        #expect(flushed.status == .ok && flushBody.contains("\"reported_units\":1"), "POST /flush: \(flushBody)")
+        #expect(simulator.acceptedUnits(hash: token.hash) == 1)
         #expect(!running.log.contains("s3cret-admin-token"), "the admin token reached the log")
         kill(running.process.processIdentifier, SIGTERM)
         #expect(try await running.waitForExit(timeout: .seconds(10)) == 0)

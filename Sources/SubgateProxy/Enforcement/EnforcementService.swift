@@ -60,6 +60,8 @@ public final class EnforcementService: Service, Sendable {
             }
             outer.cancelAll()
         }
+        // AsyncHTTPClient must be shut down before it is released.
+        await self.enforcer.client.shutdown()
     }
 
     private func pollLoop() async {
