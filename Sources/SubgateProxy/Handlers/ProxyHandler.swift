@@ -184,6 +184,11 @@ extension ProxyHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // The decoder reports a half-received head when the connection closes under it (after
+        // the 408 of header_read_timeout, say). Nobody is left to answer: a 400 now would only
+        // count and log a request that never was. An exchange in flight is settled by
+        // `channelInactive`, which comes next.
+        guard context.channel.isActive else { return }
         let rejection: ProxyRejection
         if let parserError = error as? HTTPParserError {
             rejection =
