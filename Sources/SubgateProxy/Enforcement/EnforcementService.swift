@@ -79,7 +79,25 @@ public final class EnforcementService: Service, Sendable {
                 windowStart = now
                 seenAtStart = seen
             }
+            self.checkJournal()
             await self.pollOnce(now: now)
+        }
+    }
+
+    /// A journal that cannot be written fails `/readyz` and, under `fail_mode = closed`,
+    /// refuses billable requests; both clear when a commit succeeds again.
+    func checkJournal() {
+        let failure = self.enforcer.usage.journal?.failure
+        let wasFailing = self.enforcer.journalFailing.exchange(failure != nil, ordering: .relaxed)
+        self.enforcer.readiness.setProblem("journal", failure)
+        if let failure, !wasFailing {
+            self.logger.error(
+                "usage journal unwritable",
+                metadata: ["reason": .string(failure), "fail_mode": .string(self.config.failMode.rawValue),
+                           "effect": .string(self.config.failMode == .closed ? "requests are refused with 503 until it recovers" : "requests are served; units are kept in memory until it recovers")]
+            )
+        } else if failure == nil && wasFailing {
+            self.logger.notice("usage journal writable again")
         }
     }
 

@@ -43,12 +43,14 @@ public final class Enforcer: Sendable {
     let client: ControlPlaneClient
     let usage: UsageRecorder
     private let control: NIOLockedValueBox<ControlState>
-    private let readiness: Readiness
+    let readiness: Readiness
     private let logger: Logger
     /// The TTL in force, in nanoseconds (`cache_ttl = auto` changes it with the traffic).
     private let ttlNanoseconds: Synchronization.Atomic<Int64>
     /// Requests seen, for the measured rate behind `cache_ttl = auto`.
     let requestsSeen = Synchronization.Atomic<Int>(0)
+    /// The usage journal cannot be written (set by the poller from `UsageJournal.failure`).
+    let journalFailing = Synchronization.Atomic<Bool>(false)
     /// How long a miss may wait for verify budget before it is answered 503.
     static let maxMissWait = Duration.seconds(5)
 
@@ -90,6 +92,11 @@ public final class Enforcer: Sendable {
 
     func admit(hash: String, on loop: any EventLoop) -> Admission {
         self.requestsSeen.add(1, ordering: .relaxed)
+        // A billable answer that cannot be journaled is not served under fail_mode = closed;
+        // under open it is served and its units are kept in memory until the disk recovers.
+        if self.journalFailing.load(ordering: .relaxed) && self.config.failMode == .closed && self.config.enforce == .on {
+            return .reject(.journalUnavailable)
+        }
         let now = ContinuousClock.now
         let ttl = self.ttl
         enum Step { case decided(Admission), startVerify(EventLoopFuture<VerdictCache.VerifyResult>), join(EventLoopFuture<VerdictCache.VerifyResult>), failing }
