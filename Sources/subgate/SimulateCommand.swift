@@ -1,16 +1,110 @@
 import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import ServiceLifecycle
+import SubgateSimulator
 
-/// `subgate simulate --listen ADDR`: the control-plane simulator (SPEC §7).
+/// `subgate simulate --listen ADDR`: the control-plane simulator (SPEC §7), Crochet
+/// subscription tokens; runs until SIGINT or SIGTERM. docs/simulator.md has the details.
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
-        abstract: "Run the control-plane simulator (Crochet tokens, Crovver credits, the Crochet gateway) on loopback."
+        abstract: "Run the control-plane simulator (Crochet subscription tokens) for tests, the bench and local development.",
+        discussion: """
+            Serves the Crochet seller API under http://ADDR/api/v1 (point control_plane_url there):
+              POST /subscriptions/tokens/verify  {"token_hash"}          Authorization: Bearer am_k_...
+              POST /subscriptions/tokens/usage   {"token_hash","count"}  Authorization: Bearer am_k_...
+              POST /subscriptions/tokens/rotate  (the buyer)             Authorization: Bearer cro_sub_...
+            The seller key am_k_demo always exists; creating a token registers its seller_key.
+            verify and usage allow --rate-limit calls per minute each per seller key, rotate 10 per
+            subscriber (sliding 60 s window); over it they answer 429 RATE_LIMITED with Retry-After.
+
+            Admin API (no authentication: keep it on loopback), JSON:
+              POST   /_admin/tokens                 create: {"seller_key","listing_id","subscriber_id",
+                                                    "usage_limit" (null: unlimited),"usage_count",
+                                                    "expires_at","status"}, all optional; answers the raw token
+              GET    /_admin/tokens[/HASH]          token state
+              POST   /_admin/tokens/HASH/revoke     revoke; .../rotate rotates as the buyer would
+              GET    /_admin/usage                  usage reports and units accepted per hash
+              GET    /_admin/calls                  calls per endpoint: total, max_per_minute, per_minute
+              POST   /_admin/faults                 {"endpoint":"verify|usage|rotate|all","status",
+                                                    "retry_after","latency_ms","drop","times"}
+              GET    /_admin/faults, DELETE /_admin/faults
+              POST   /_admin/reset                  forget tokens, reports, statistics and faults
+
+            Prints 'simulator listening on http://HOST:PORT', then, with --seed-tokens N, N raw tokens
+            (seller am_k_demo, usage limit 100), one per line.
+            """
     )
 
-    @Option(name: .long, help: "Address to listen on, host:port.")
-    var listen: String = "127.0.0.1:8787"
+    @Option(name: .long, help: "Address to listen on, host:port or [ipv6]:port; port 0 picks a free port.")
+    var listen: String = "127.0.0.1:9900"
+
+    @Option(name: .customLong("rate-limit"), help: "Calls per minute per seller key allowed on verify and on usage, each.")
+    var rateLimit: Int = 300
+
+    @Option(name: .customLong("seed-tokens"), help: "Create this many demo tokens at start and print them.")
+    var seedTokens: Int = 0
+
+    func validate() throws {
+        _ = try Self.hostPort(self.listen)
+        guard self.rateLimit >= 1 else {
+            throw ValidationError("--rate-limit must be at least 1 (calls per minute).")
+        }
+        guard (0...10_000).contains(self.seedTokens) else {
+            throw ValidationError("--seed-tokens must be between 0 and 10000.")
+        }
+    }
 
     func run() async throws {
-        throw ValidationError("the simulator is not built yet")
+        let (host, port) = try Self.hostPort(self.listen)
+        let seedTokens = self.seedTokens
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var logger = Logger(label: "subgate.simulate")
+        logger.logLevel = .notice
+        let service = SimulatorService(host: host, port: port, ratePerMinute: self.rateLimit, group: group) { simulator in
+            var lines = ["simulator listening on \(simulator.rootURL)"]
+            for _ in 0..<seedTokens {
+                lines.append(simulator.createToken().token)
+            }
+            // Unbuffered: scripts and tests read this line while the process runs.
+            FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        }
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: service)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        do {
+            try await services.run()
+        } catch {
+            try? await group.shutdownGracefully()
+            Bootstrap.fail("subgate: could not start the simulator on \(self.listen): \(Bootstrap.describe(error))")
+        }
+        try await group.shutdownGracefully()
+    }
+
+    /// `host:port` or `[ipv6]:port`.
+    static func hostPort(_ text: String) throws -> (host: String, port: Int) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            portText = rest.hasPrefix(":") ? rest.dropFirst() : ""
+        } else if let colon = text.firstIndex(of: ":"), colon == text.lastIndex(of: ":") {
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        } else {
+            host = ""
+            portText = ""
+        }
+        guard !host.isEmpty, portText.allSatisfy(\.isASCII), let port = Int(portText), (0...65_535).contains(port) else {
+            throw ValidationError("--listen must be host:port such as 127.0.0.1:9900 or [::1]:9900, not '\(text)'.")
+        }
+        return (String(host), port)
     }
 }

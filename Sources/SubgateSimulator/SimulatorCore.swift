@@ -1,0 +1,62 @@
+import Foundation
+import NIOCore
+import Synchronization
+
+/// Everything a running simulator shares between its connections, behind one lock: the
+/// store, and the open connections so that `stop()` can close them.
+struct SimulatorState: Sendable {
+    var store: CrochetStore
+    var connections: [ObjectIdentifier: any Channel] = [:]
+    var stopped = false
+}
+
+/// The lock-holding driver around `CrochetStore`: it reads the wall clock, mutates the
+/// store under the lock, and hands the decision back to the channel handler, which does
+/// the I/O outside the lock.
+final class SimulatorCore: Sendable {
+    private let state: Mutex<SimulatorState>
+
+    init(store: CrochetStore) {
+        self.state = Mutex(SimulatorState(store: store))
+    }
+
+    /// Runs `body` on the store under the lock, with the current time.
+    func withStore<Result: Sendable>(_ body: (inout CrochetStore, Date) -> Result) -> Result {
+        let now = Date()
+        return self.state.withLock { state in body(&state.store, now) }
+    }
+
+    func plan(_ request: SimulatorRequest) -> SimulatorPlan {
+        self.withStore { store, now in store.plan(request, now: now) }
+    }
+
+    func serve(_ endpoint: SimulatedEndpoint, _ request: SimulatorRequest) -> SimulatorResponse {
+        self.withStore { store, now in store.serve(endpoint, request, now: now) }
+    }
+
+    // MARK: - Connections
+
+    /// Tracks a new connection until it closes; false once the simulator is stopping.
+    func register(_ channel: any Channel) -> Bool {
+        let id = ObjectIdentifier(channel)
+        let accepted = self.state.withLock { state in
+            if state.stopped { return false }
+            state.connections[id] = channel
+            return true
+        }
+        if accepted {
+            channel.closeFuture.whenComplete { _ in
+                self.state.withLock { state in _ = state.connections.removeValue(forKey: id) }
+            }
+        }
+        return accepted
+    }
+
+    /// Refuses new connections from now on; the ones open at this moment.
+    func stopAccepting() -> [any Channel] {
+        self.state.withLock { state in
+            state.stopped = true
+            return Array(state.connections.values)
+        }
+    }
+}

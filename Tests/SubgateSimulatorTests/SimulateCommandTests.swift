@@ -1,0 +1,85 @@
+import Foundation
+import SubgateSimulator
+import Testing
+
+/// `subgate simulate` (SPEC §1, §7), against the real binary `swift build` produced. Part of
+/// `SimulatorHTTPTests` so that the suite filter runs it too.
+extension SimulatorHTTPTests {
+    /// The `subgate` binary beside the test bundle.
+    static var binary: URL {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/subgate") }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+    }
+
+    /// Runs `subgate` with its stdout and stderr in a temporary file.
+    final class Subgate {
+        let process = Process()
+        let output: URL
+
+        init(_ arguments: [String]) throws {
+            self.output = FileManager.default.temporaryDirectory.appendingPathComponent("subgate-simulate-\(UUID().uuidString).log")
+            FileManager.default.createFile(atPath: self.output.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: self.output)
+            self.process.executableURL = SimulatorHTTPTests.binary
+            self.process.arguments = arguments
+            self.process.standardOutput = handle
+            self.process.standardError = handle
+            try self.process.run()
+        }
+
+        var log: String { (try? String(contentsOf: self.output, encoding: .utf8)) ?? "" }
+
+        /// The output's lines once it has `count` of them (or the process ended, or 20 s passed).
+        func lines(count: Int) async throws -> [String] {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                let lines = self.log.split(separator: "\n").map(String.init)
+                if lines.count >= count || !self.process.isRunning { return lines }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return self.log.split(separator: "\n").map(String.init)
+        }
+
+        func exitStatus(within timeout: Duration) async throws -> Int32? {
+            let deadline = ContinuousClock.now + timeout
+            while self.process.isRunning && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return self.process.isRunning ? nil : self.process.terminationStatus
+        }
+
+        deinit {
+            if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: self.output)
+        }
+    }
+
+    @Test("subgate simulate prints its address and seed tokens, serves them, and exits 0 on SIGTERM")
+    func simulateCommand() async throws {
+        let subgate = try Subgate(["simulate", "--listen", "127.0.0.1:0", "--seed-tokens", "2", "--rate-limit", "50"])
+        let lines = try await subgate.lines(count: 3)
+        guard lines.count >= 3, let url = lines[0].split(separator: " ").last, lines[0].hasPrefix("simulator listening on http://127.0.0.1:") else {
+            Issue.record("unexpected output:\n\(subgate.log)")
+            return
+        }
+        #expect(lines[1].hasPrefix("cro_sub_") && lines[2].hasPrefix("cro_sub_") && lines[1] != lines[2], "two raw tokens, one per line")
+        let hash = sha256Hex(lines[1])
+        let answer = try await Self.send("\(url)/api/v1/subscriptions/tokens/verify", json: #"{"token_hash":"\#(hash)"}"#)
+        #expect(answer.status == 200 && answer.json["valid"] as? Bool == true, "a seeded token belongs to am_k_demo: \(answer.body)")
+        kill(subgate.process.processIdentifier, SIGTERM)
+        #expect(try await subgate.exitStatus(within: .seconds(10)) == 0, "SIGTERM stops it cleanly:\n\(subgate.log)")
+    }
+
+    @Test("subgate simulate --help describes the admin API; a bad --listen exits 64")
+    func simulateUsage() async throws {
+        let help = try Subgate(["simulate", "--help"])
+        #expect(try await help.exitStatus(within: .seconds(10)) == 0)
+        for route in ["/_admin/tokens", "/_admin/usage", "/_admin/calls", "/_admin/faults", "/_admin/reset", "--rate-limit", "--seed-tokens"] {
+            #expect(help.log.contains(route), "--help mentions \(route)")
+        }
+        let bad = try Subgate(["simulate", "--listen", "localhost"])
+        #expect(try await bad.exitStatus(within: .seconds(10)) == 64, "EX_USAGE:\n\(bad.log)")
+        #expect(bad.log.contains("--listen must be host:port"))
+    }
+}
