@@ -195,9 +195,7 @@ struct ConfigValueErrorTests {
     @Test("an unknown enforce value's message reads 'an enforcement mode'")
     func enforceModeArticle() throws {
         let error = try onlyConfigError(ConfigFixture.withLine(key: "enforce", value: "off"))
-        withKnownIssue("ConfigParser.swift passes \"enforcement mode\" to ConfigValue.choice, which writes `is not a \\(what)`: the message says 'a enforcement mode'") {
-            #expect(error.message == "`off` is not an enforcement mode; expected `on` or `shadow`")
-        }
+        #expect(error.message == "`off` is not an enforcement mode; expected `on` or `shadow`")
     }
 
     @Test("a `#` after a value is explained as not being a comment")

@@ -180,6 +180,12 @@ public enum ConfigParser {
                 report.add(line: lineNumber, key: nil, "this line has no key before `=`; write settings as `key = value`")
                 continue
             }
+            // A key is one word. `gateway_secret c2VjcmV0==` has its `=` inside the value, so the
+            // "name" would carry part of a secret into the error: quote only the first word.
+            if let space = name.firstIndex(where: { $0 == " " || $0 == "\t" }) {
+                report.add(line: lineNumber, key: String(name[..<space]), "a key is a single word followed by `=`; write settings as `key = value`")
+                continue
+            }
             guard let key = ConfigKey(rawValue: name) else {
                 report.add(line: lineNumber, key: name, self.unknownKeyMessage(name))
                 continue
@@ -216,6 +222,10 @@ public enum ConfigParser {
             // Compared in upper case so that `subgate_listen` is reported, not ignored.
             guard variable.uppercased().hasPrefix(ConfigKey.environmentPrefix) else { continue }
             if variable == ConfigKey.configPathVariable { continue }
+            // Kubernetes injects service links for a Service named `subgate` into every pod of
+            // the namespace (SUBGATE_SERVICE_HOST, SUBGATE_PORT_8080_TCP…): not settings, and
+            // no reason to refuse to start.
+            if Self.isKubernetesServiceLink(variable) { continue }
             guard let key = overridable[variable] else {
                 var message = "unknown variable; every key can be overridden as SUBGATE_<KEY IN UPPER CASE>"
                 if let suggestion = ConfigKey.environmentSuggestion(for: variable) {
@@ -227,6 +237,11 @@ public enum ConfigParser {
             // Values from Kubernetes secrets and `.env` files often end in a newline.
             settings[key] = Setting(value: String(value.trimmingWhitespace()), source: .environment(variable: variable))
         }
+    }
+
+    static func isKubernetesServiceLink(_ variable: String) -> Bool {
+        let rest = variable.dropFirst(ConfigKey.environmentPrefix.count)
+        return rest == "PORT" || rest.hasPrefix("PORT_") || rest.hasPrefix("SERVICE_HOST") || rest.hasPrefix("SERVICE_PORT")
     }
 
     // MARK: - Values

@@ -192,7 +192,8 @@ enum ConfigValue {
             throw ConfigValueProblem("`\(text)` must be written in lower case: \(text.lowercased())")
         }
         let names = Choice.allCases.map(\.rawValue)
-        throw ConfigValueProblem("`\(text)` is not a \(what); expected \(self.oneOf(names))")
+        let article = what.first.map { "aeiou".contains($0) } == true ? "an" : "a"
+        throw ConfigValueProblem("`\(text)` is not \(article) \(what); expected \(self.oneOf(names))")
     }
 
     // MARK: - Addresses and URLs
