@@ -38,6 +38,13 @@ public enum EnforcementSetup {
                     metadata: ["torn_tail": .stringConvertible(replay.tornTail), "bad_records": .stringConvertible(replay.badRecords)]
                 )
             }
+            // Fold what was replayed into a fresh file at once, so the ambiguous reports of a
+            // crashed run are counted once even if this run crashes too.
+            if let journal {
+                do { try await journal.compact() } catch {
+                    logger.error("usage journal: compaction after replay failed", metadata: ["error": .string("\(error)")])
+                }
+            }
             let units = replay.pending.values.reduce(0, +)
             if units > 0 {
                 logger.info("usage journal replayed: unreported units will be reported", metadata: ["units": .stringConvertible(units)])
