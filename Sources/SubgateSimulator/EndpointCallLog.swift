@@ -18,11 +18,7 @@ struct EndpointCallLog: Sendable {
         self.pad(to: minute)
         self.perMinute[minute] += 1
         let horizon = now.addingTimeInterval(-60)
-        if let firstInside = self.recent.firstIndex(where: { $0 > horizon }) {
-            self.recent.removeFirst(firstInside)
-        } else {
-            self.recent.removeAll()
-        }
+        self.recent.removeAll(notAfter: horizon)
         self.recent.append(now)
         self.maxPerMinute = max(self.maxPerMinute, self.recent.count)
     }

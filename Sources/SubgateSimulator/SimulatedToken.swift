@@ -96,21 +96,12 @@ extension SimulatedToken {
         ])
     }
 
-    /// Everything, for the admin API; `extra` members come first (`token`, `token_hash`).
+    /// Everything, for the admin API; `extra` members come first (`token`).
     func adminState(prefix extra: [(key: String, value: JSONValue)] = []) -> JSONValue {
         .object(
-            extra + [
-                ("token_hash", .string(self.hash)),
-                ("token_id", .string(self.tokenID)),
-                ("seller_key", .string(self.sellerKey)),
-                ("listing_id", .string(self.listingID)),
-                ("subscriber_id", .string(self.subscriberID)),
-                ("status", .string(self.status)),
-                ("usage_count", .int(self.usageCount)),
-                ("usage_limit", .intOrNull(self.usageLimit)),
-                ("remaining", .intOrNull(self.remaining)),
-                ("expires_at", .stringOrNull(self.expiresAt.map(ISO8601.format))),
-            ]
+            extra
+                + [("token_hash", .string(self.hash)), ("token_id", .string(self.tokenID)), ("seller_key", .string(self.sellerKey))]
+                + self.verifyMembers
         )
     }
 }

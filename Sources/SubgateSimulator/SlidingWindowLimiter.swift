@@ -30,11 +30,7 @@ struct SlidingWindowLimiter: Sendable {
     mutating func admit(_ key: Key, limit: Int, now: Date) -> Decision {
         var times = self.admitted[key] ?? []
         let horizon = now.addingTimeInterval(-self.window)
-        if let firstInside = times.firstIndex(where: { $0 > horizon }) {
-            times.removeFirst(firstInside)
-        } else {
-            times.removeAll()
-        }
+        times.removeAll(notAfter: horizon)
         defer { self.admitted[key] = times.isEmpty ? nil : times }
         guard times.count >= limit else {
             times.append(now)
@@ -43,5 +39,14 @@ struct SlidingWindowLimiter: Sendable {
         // The slot frees when the call `limit` places back leaves the window.
         let frees = times[times.count - limit].addingTimeInterval(self.window)
         return .limited(retryAfter: max(1, Int(frees.timeIntervalSince(now).rounded(.up))))
+    }
+}
+
+extension Array where Element == Date {
+    /// Drops the times at or before `horizon` from the front of an ascending list: what
+    /// has left a sliding window.
+    mutating func removeAll(notAfter horizon: Date) {
+        let firstInside = self.firstIndex { $0 > horizon } ?? self.endIndex
+        self.removeFirst(firstInside)
     }
 }
