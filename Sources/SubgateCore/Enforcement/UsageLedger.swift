@@ -7,16 +7,18 @@ public struct UsageLedger: Sendable, Equatable {
     public static let maxReportCount = 1000
 
     public private(set) var pending: [String: Int] = [:]
+    /// Kept as a running sum: it is read on every settlement (the pending-units gauge).
+    public private(set) var totalUnits = 0
 
     public init(pending: [String: Int] = [:]) {
         self.pending = pending.filter { $0.value > 0 }
+        self.totalUnits = self.pending.values.reduce(0, +)
     }
-
-    public var totalUnits: Int { self.pending.values.reduce(0, +) }
 
     public mutating func add(_ hash: String, units: Int) {
         guard units > 0 else { return }
         self.pending[hash, default: 0] += units
+        self.totalUnits += units
     }
 
     /// Takes up to `maxReports` reports out of the ledger: totals over 1000 are split, and when
@@ -31,6 +33,7 @@ public struct UsageLedger: Sendable, Equatable {
                 let count = min(left, Self.maxReportCount)
                 reports.append(UsageReport(hash: hash, count: count))
                 left -= count
+                self.totalUnits -= count
             }
             self.pending[hash] = left > 0 ? left : nil
             if reports.count == maxReports { break }

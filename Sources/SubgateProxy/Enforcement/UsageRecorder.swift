@@ -22,6 +22,7 @@ public final class UsageRecorder: Sendable {
         var ledger = UsageLedger()
         /// Units in reports sent and not answered yet, per hash.
         var inFlight: [String: Int] = [:]
+        var inFlightTotal = 0
         var budget: TokenBucket
         var backoff = Backoff(base: .seconds(1), cap: .seconds(60))
         var retryAt: ContinuousClock.Instant?
@@ -31,7 +32,18 @@ public final class UsageRecorder: Sendable {
         /// Hashes whose dropped units were logged already (once per hash).
         var droppedLogged: Set<String> = []
 
-        var pendingUnits: Int { self.ledger.totalUnits + self.inFlight.values.reduce(0, +) }
+        var pendingUnits: Int { self.ledger.totalUnits + self.inFlightTotal }
+
+        mutating func addInFlight(_ report: UsageReport) {
+            self.inFlight[report.hash, default: 0] += report.count
+            self.inFlightTotal += report.count
+        }
+
+        mutating func removeInFlight(_ report: UsageReport) {
+            self.inFlight[report.hash, default: 0] -= report.count
+            if self.inFlight[report.hash, default: 0] <= 0 { self.inFlight[report.hash] = nil }
+            self.inFlightTotal -= report.count
+        }
     }
 
     private let state: NIOLockedValueBox<State>
@@ -132,7 +144,7 @@ public final class UsageRecorder: Sendable {
             reports.removeFirst(allowed.count)
             for report in reports { state.ledger.restore(report) }
             for report in allowed {
-                state.inFlight[report.hash, default: 0] += report.count
+                state.addInFlight(report)
                 self.journal?.append(.sent(hash: report.hash, units: report.count))
             }
             return allowed
@@ -236,8 +248,7 @@ public final class UsageRecorder: Sendable {
 
     private func finish(_ report: UsageReport, record: JournalRecord, outcome: UsageOutcome) {
         self.state.withLockedValue { state in
-            state.inFlight[report.hash, default: 0] -= report.count
-            if state.inFlight[report.hash, default: 0] <= 0 { state.inFlight[report.hash] = nil }
+            state.removeInFlight(report)
             self.journal?.append(record)
         }
         self.cache.withShard(of: report.hash) { shard in
@@ -247,8 +258,7 @@ public final class UsageRecorder: Sendable {
 
     private func putBack(_ report: UsageReport) {
         self.state.withLockedValue { state in
-            state.inFlight[report.hash, default: 0] -= report.count
-            if state.inFlight[report.hash, default: 0] <= 0 { state.inFlight[report.hash] = nil }
+            state.removeInFlight(report)
             state.ledger.restore(report)
             self.journal?.append(.returned(hash: report.hash, units: report.count))
         }
