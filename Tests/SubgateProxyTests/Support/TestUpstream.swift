@@ -16,7 +16,20 @@ import NIOPosix
 /// - `GET /bad-framing` → a head with Content-Length *and* Transfer-Encoding (raw bytes)
 /// - `GET /te-gzip` → `Transfer-Encoding: gzip, chunked` (raw bytes)
 /// - `GET /head-only-close` → closes without answering
+///
+/// Besides the requests it saw, it counts request-body bytes received, connections closed,
+/// and connections that closed in the middle of a request body (an aborted upload).
 final class TestUpstream: Sendable {
+    /// What the upstream observed below the request level.
+    struct Wire: Sendable {
+        /// Request-body bytes received, over all requests.
+        var bodyBytes = 0
+        /// Connections that have closed (either side).
+        var connectionsClosed = 0
+        /// Connections that closed after a request head but before the end of its body.
+        var abortedMidRequest = 0
+    }
+
     struct Seen: Sendable {
         var method: HTTPMethod
         var uri: String
@@ -27,12 +40,15 @@ final class TestUpstream: Sendable {
     private let channel: any Channel
     private let state: NIOLockedValueBox<(connections: Int, requests: [Seen])>
     private let eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>
+    private let wireBox: NIOLockedValueBox<Wire>
 
     var port: Int { self.channel.localAddress?.port ?? 0 }
     var connectionsAccepted: Int { self.state.withLockedValue { $0.connections } }
     var requests: [Seen] { self.state.withLockedValue { $0.requests } }
     /// When each `/sse` event was written to the socket, in order, across all `/sse` requests.
     var eventsSent: [ContinuousClock.Instant] { self.eventLog.withLockedValue { $0 } }
+    /// Body bytes, closed and aborted connections so far.
+    var wire: Wire { self.wireBox.withLockedValue { $0 } }
 
     init(group: any EventLoopGroup) async throws {
         self.group = group
@@ -40,13 +56,17 @@ final class TestUpstream: Sendable {
         self.state = state
         let eventLog = NIOLockedValueBox<[ContinuousClock.Instant]>([])
         self.eventLog = eventLog
+        let wire = NIOLockedValueBox(Wire())
+        self.wireBox = wire
         self.channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 state.withLockedValue { $0.connections += 1 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(TestUpstreamHandler(state: state, eventLog: eventLog))
+                    let handler = TestUpstreamHandler(state: state, eventLog: eventLog)
+                    handler.wire = wire
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             .bind(host: "127.0.0.1", port: 0)
@@ -68,6 +88,7 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
     private var bytes = 0
 
     private let eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>
+    var wire: NIOLockedValueBox<TestUpstream.Wire>?
 
     init(state: NIOLockedValueBox<(connections: Int, requests: [TestUpstream.Seen])>, eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>) {
         self.state = state
@@ -88,6 +109,7 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
             }
         case .body(let buffer):
             self.bytes += buffer.readableBytes
+            self.wire?.withLockedValue { $0.bodyBytes += buffer.readableBytes }
             buffer.withUnsafeReadableBytes { self.hasher.update(bufferPointer: $0) }
             if self.head?.uri == "/echo" {
                 context.writeAndFlush(Self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
@@ -97,6 +119,15 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
             self.head = nil
             self.respond(head, context: context)
         }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let midRequest = self.head != nil
+        self.wire?.withLockedValue {
+            $0.connectionsClosed += 1
+            if midRequest { $0.abortedMidRequest += 1 }
+        }
+        context.fireChannelInactive()
     }
 
     private func respond(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
