@@ -98,7 +98,8 @@ import Testing
         #expect(f(.seconds(60), .seconds(60)) == .stale)
         #expect(f(.seconds(959), .seconds(60)) == .stale)
         #expect(f(.seconds(960), .seconds(60)) == .unusable)
-        #expect(f(.zero, .zero) == .unusable, "cache_ttl auto under 1 req/s verifies every request")
+        #expect(f(.seconds(1), .zero) == .unusable, "cache_ttl auto under 1 req/s verifies every request a second or more apart")
+        #expect(f(.milliseconds(999), .zero) == .fresh, "a burst within a second shares the verdict")
         #expect(TokenEntry(lastUsed: self.t0).freshness(now: self.t0, ttl: .seconds(60), negativeTTL: .seconds(10), staleMax: .seconds(900)) == .unusable,
                 "an entry without a definitive answer is a miss")
     }

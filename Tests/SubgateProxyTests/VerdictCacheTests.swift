@@ -75,3 +75,15 @@ import Testing
         try await group.shutdownGracefully()
     }
 }
+
+@Suite struct AutoTTLRateTests {
+    @Test("cache_ttl auto: a burst after a lull gets a cache at once; a lull keeps it until the window's average falls")
+    func fastRiseSlowFall() {
+        let idleThenBurst: [Double] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 400]
+        #expect(AutoTTL.ttl(requestsPerSecond: EnforcementService.measuredRate(idleThenBurst)) == .seconds(30))
+        let busyThenQuiet: [Double] = [40, 40, 40, 40, 40, 40, 40, 40, 40, 0]
+        #expect(AutoTTL.ttl(requestsPerSecond: EnforcementService.measuredRate(busyThenQuiet)) == .seconds(60), "one quiet second must not drop the cache")
+        #expect(AutoTTL.ttl(requestsPerSecond: EnforcementService.measuredRate(Array(repeating: 0.5, count: 10))) == .zero)
+        #expect(EnforcementService.measuredRate([]) == 0)
+    }
+}

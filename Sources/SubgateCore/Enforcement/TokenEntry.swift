@@ -47,7 +47,7 @@ extension TokenEntry {
     }
 
     /// How usable the entry is at `now`. `ttl == .zero` is "verify every request" (the seed's
-    /// table under 1 req/s). A negative verdict is usable for `negativeTTL` only; a positive
+    /// table under 1 req/s), with a one-second floor. A negative verdict is usable for `negativeTTL` only; a positive
     /// one is fresh for `ttl` and may be served stale (while being refreshed) up to `staleMax`.
     public func freshness(now: ContinuousClock.Instant, ttl: Duration, negativeTTL: Duration, staleMax: Duration) -> Freshness {
         guard let verifiedAt = self.verifiedAt else { return .unusable }
@@ -55,7 +55,10 @@ extension TokenEntry {
         if self.lastVerdictInvalid {
             return age < negativeTTL ? .fresh : .unusable
         }
-        if ttl == .zero { return .unusable }
+        // "Verify every request" is the seed's advice under 1 req/s: requests a second or more
+        // apart. A verdict younger than a second still decides, so a burst that arrives before
+        // the measured rate has caught up does not turn into one verify per request.
+        if ttl == .zero { return age < .seconds(1) ? .fresh : .unusable }
         if age < ttl { return .fresh }
         return age < ttl + staleMax ? .stale : .unusable
     }

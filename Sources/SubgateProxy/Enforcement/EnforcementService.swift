@@ -14,8 +14,6 @@ public final class EnforcementService: Service, Sendable {
     private let logger: Logger
     /// How often the poller looks for entries to refresh or evict.
     static let pollTick = Duration.seconds(1)
-    /// The window over which `cache_ttl = auto` measures the request rate.
-    static let rateWindow = Duration.seconds(10)
 
     public init(enforcer: Enforcer, config: Config, logger: Logger) {
         self.enforcer = enforcer
@@ -65,23 +63,37 @@ public final class EnforcementService: Service, Sendable {
     }
 
     private func pollLoop() async {
-        var windowStart = ContinuousClock.now
-        var seenAtStart = self.enforcer.requestsSeen.load(ordering: .relaxed)
+        var lastTick = ContinuousClock.now
+        var lastSeen = self.enforcer.requestsSeen.load(ordering: .relaxed)
+        var perSecond: [Double] = []
         while !Task.isCancelled {
             try? await Task.sleep(for: Self.pollTick)
             let now = ContinuousClock.now
-            if case .auto = self.config.cacheTTL, now - windowStart >= Self.rateWindow {
+            if case .auto = self.config.cacheTTL {
                 let seen = self.enforcer.requestsSeen.load(ordering: .relaxed)
-                let elapsed = now - windowStart
+                let elapsed = now - lastTick
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                let rate = Double(seen - seenAtStart) / max(seconds, 0.001)
-                self.enforcer.setTTL(AutoTTL.ttl(requestsPerSecond: rate))
-                windowStart = now
-                seenAtStart = seen
+                perSecond.append(Double(seen - lastSeen) / max(seconds, 0.001))
+                if perSecond.count > Self.rateWindowTicks { perSecond.removeFirst() }
+                self.enforcer.setTTL(AutoTTL.ttl(requestsPerSecond: Self.measuredRate(perSecond)))
+                lastTick = now
+                lastSeen = seen
             }
             self.checkJournal()
             await self.pollOnce(now: now)
         }
+    }
+
+    /// Seconds of history behind `cache_ttl = auto`.
+    static let rateWindowTicks = 10
+
+    /// The rate `cache_ttl = auto` follows: the last second's when traffic rises (a burst gets
+    /// a cache at once), the window's average when it falls (a lull does not drop to "verify
+    /// every request" until it has lasted).
+    static func measuredRate(_ perSecond: [Double]) -> Double {
+        guard let last = perSecond.last else { return 0 }
+        let average = perSecond.reduce(0, +) / Double(perSecond.count)
+        return max(last, average)
     }
 
     /// A journal that cannot be written fails `/readyz` and, under `fail_mode = closed`,
