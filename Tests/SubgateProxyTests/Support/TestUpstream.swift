@@ -16,6 +16,7 @@ import NIOPosix
 /// - `GET /bad-framing` → a head with Content-Length *and* Transfer-Encoding (raw bytes)
 /// - `GET /te-gzip` → `Transfer-Encoding: gzip, chunked` (raw bytes)
 /// - `GET /head-only-close` → closes without answering
+/// - `GET /billed?units=N&status=S` → status S with `x-subgate-usage: N`; `GET /status?code=S` → status S
 ///
 /// Besides the requests it saw, it counts request-body bytes received, connections closed,
 /// and connections that closed in the middle of a request body (an aborted upload).
@@ -172,6 +173,15 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
             self.sendRaw("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", context: context)
         case "/head-only-close":
             context.close(promise: nil)
+        case "/billed":
+            // `GET /billed?units=N&status=S` → status S (200) with `x-subgate-usage: N`.
+            let units = query["units"] ?? "1"
+            let status = HTTPResponseStatus(statusCode: Int(query["status"] ?? "200") ?? 200)
+            self.sendRaw("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nx-subgate-usage: \(units)\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok", context: context)
+        case "/status":
+            // `GET /status?code=S` → that status, empty body.
+            let status = Int(query["code"] ?? "200") ?? 200
+            self.sendRaw("HTTP/1.1 \(status) X\r\nconnection: close\r\ncontent-length: 0\r\n\r\n", context: context)
         default:
             self.sendJSON("{\"hello\":\"world\"}", context: context)
         }
