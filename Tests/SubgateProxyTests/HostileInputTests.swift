@@ -309,6 +309,22 @@ import Testing
         }
     }
 
+    @Test("SPEC §2 max_connections: a burst of simultaneous connections does not overshoot the limit")
+    func maxConnectionsHoldsUnderABurst() async throws {
+        try await ProxyHarness.with({ $0.maxConnections = 1 }) { harness in
+            let request = "GET /hello HTTP/1.1\r\n\(Self.host)\r\n"
+            var connections: [RawConnection] = []
+            for _ in 0..<6 {
+                connections.append(try await RawConnection.open(port: harness.port, group: harness.group))
+            }
+            for connection in connections { try await connection.send(request) }
+            try await Task.sleep(for: .milliseconds(700))
+            let served = connections.filter { $0.text.contains("HTTP/1.1 200") }.count
+            #expect(served == 1, "\(served) of 6 simultaneous connections were served with max_connections = 1")
+            for connection in connections { await connection.close() }
+        }
+    }
+
     // MARK: - Expect and pipelining
 
     @Test("RFC 9110 §10.1.1: Expect: 100-continue gets 100 Continue before the body is sent, then the answer")

@@ -142,11 +142,11 @@ import Testing
             ("Host", "a"), ("Connection", "keep-alive, X-Private"), ("connection", "X-Other"), ("X-Private", "1"), ("X-Other", "2"),
             ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Trailer", "X-Sum"), ("Upgrade", "websocket"),
             ("Proxy-Authorization", "Basic x"), ("Proxy-Connection", "keep-alive"), ("Proxy-Authenticate", "Basic"),
-            ("Transfer-Encoding", "chunked"), ("X-End-To-End", "kept"),
+            ("Proxy", "http://evil.example:8080"), ("Transfer-Encoding", "chunked"), ("X-End-To-End", "kept"),
         ], framing: .chunked)
         for name in [
             "connection", "x-private", "x-other", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization",
-            "proxy-connection", "proxy-authenticate",
+            "proxy-connection", "proxy-authenticate", "proxy",
         ] {
             #expect(headers[name] == [], "`\(name)` reached the upstream")
         }

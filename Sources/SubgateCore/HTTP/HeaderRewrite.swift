@@ -20,7 +20,8 @@ public enum HeaderRewrite {
     /// `Proxy-Authenticate` would ask the buyer for credentials Subgate never checks,
     /// `Proxy-Connection` is the pre-standard `Connection`.
     static func isHopByHop(_ name: String, nominated: Set<String>) -> Bool {
-        Self.hopByHop.contains(name) || nominated.contains(name) || name.hasPrefix("proxy-")
+        // `Proxy` itself ("httpoxy", CVE-2016-5385): a CGI-style upstream would take it as HTTP_PROXY.
+        Self.hopByHop.contains(name) || nominated.contains(name) || name.hasPrefix("proxy-") || name == "proxy"
     }
 
     /// Fields the `Connection` header(s) name, lowercased (RFC 9110 §7.6.1).

@@ -43,6 +43,9 @@ public final class ProxyServer: Sendable {
         let channel = try await ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // One accept per read: max_connections stops accepting by turning autoRead off,
+            // which NIO only sees between reads (with its default of 4 a burst overshot).
+            .serverChannelOption(.maxMessagesPerRead, value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(tracker.makeServerHandler())
