@@ -24,21 +24,9 @@ struct EmbeddedProxy {
         let loop = EmbeddedEventLoop()
         let shared = ProxyContext(config: config, metrics: ProxyMetrics(), logger: Logger(label: "test"))
         let pool = UpstreamConnectionPool(eventLoop: loop, config: config)
-        let timeouts = ConnectionTimeoutHandler(headerReadTimeout: config.headerReadTimeout, idleTimeout: config.idleTimeout)
         let channel = EmbeddedChannel(loop: loop)
-        let sync = channel.pipeline.syncOperations
-        try sync.addHandler(timeouts)
-        // The same configuration as `ProxyServer.start`.
-        try sync.configureHTTPServerPipeline(
-            position: .last,
-            withPipeliningAssistance: true,
-            withServerUpgrade: nil,
-            withErrorHandling: false,
-            withOutboundHeaderValidation: false,
-            withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
-            withDecoderLimitConfiguration: shared.decoderLimits.value
-        )
-        try sync.addHandler(ProxyHandler(shared: shared, pool: pool, timeouts: timeouts))
+        // The very pipeline `ProxyServer.start` builds for each client connection.
+        try ProxyServer.configureClientPipeline(channel.pipeline.syncOperations, shared: shared, pool: pool)
         try channel.connect(to: SocketAddress(ipAddress: "192.0.2.10", port: 40000)).wait()
         self.loop = loop
         self.channel = channel

@@ -59,22 +59,7 @@ public final class ProxyServer: Sendable {
                     guard let pool = pools[ObjectIdentifier(channel.eventLoop)]?.value else {
                         throw ChannelError.badInterfaceAddressFamily
                     }
-                    let timeouts = ConnectionTimeoutHandler(
-                        headerReadTimeout: config.headerReadTimeout,
-                        idleTimeout: config.idleTimeout
-                    )
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(timeouts)
-                    try sync.configureHTTPServerPipeline(
-                        position: .last,
-                        withPipeliningAssistance: true,
-                        withServerUpgrade: nil,
-                        withErrorHandling: false,
-                        withOutboundHeaderValidation: false,
-                        withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
-                        withDecoderLimitConfiguration: shared.decoderLimits.value
-                    )
-                    try sync.addHandler(ProxyHandler(shared: shared, pool: pool, timeouts: timeouts))
+                    try Self.configureClientPipeline(channel.pipeline.syncOperations, shared: shared, pool: pool)
                 }
             }
             .bind(host: config.listen.host, port: config.listen.port)
@@ -91,6 +76,29 @@ public final class ProxyServer: Sendable {
     }
 
     /// Number of open client connections.
+    /// A client connection's handlers, in order (also what the `EmbeddedChannel` tests build):
+    /// timeouts → NIO's HTTP/1 server codec with pipelining (NIO's error handling and header
+    /// validation off: Subgate answers those itself) → `ProxyHandler`.
+    static func configureClientPipeline(
+        _ sync: ChannelPipeline.SynchronousOperations,
+        shared: ProxyContext,
+        pool: UpstreamConnectionPool
+    ) throws {
+        let config = shared.config
+        let timeouts = ConnectionTimeoutHandler(headerReadTimeout: config.headerReadTimeout, idleTimeout: config.idleTimeout)
+        try sync.addHandler(timeouts)
+        try sync.configureHTTPServerPipeline(
+            position: .last,
+            withPipeliningAssistance: true,
+            withServerUpgrade: nil,
+            withErrorHandling: false,
+            withOutboundHeaderValidation: false,
+            withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
+            withDecoderLimitConfiguration: shared.decoderLimits.value
+        )
+        try sync.addHandler(ProxyHandler(shared: shared, pool: pool, timeouts: timeouts))
+    }
+
     public var openConnections: Int { self.tracker.count }
 
     /// Stops accepting, lets in-flight exchanges finish, and closes what is left at `deadline`.
