@@ -245,5 +245,7 @@ import Testing
         let b = RequestID.generate()
         #expect(a.count == 32 && a.allSatisfy { $0.isHexDigit && !$0.isUppercase })
         #expect(a != b)
+        let many = Set((0..<100_000).map { _ in RequestID.generate() })
+        #expect(many.count == 100_000, "request ids repeated: \(100_000 - many.count) duplicates")
     }
 }

@@ -32,13 +32,7 @@ public final class EnforcementService: Service, Sendable {
             await cancelWhenGracefulShutdown {
                 await withTaskGroup(of: Void.self) { loops in
                     loops.addTask { await self.pollLoop() }
-                    loops.addTask {
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: self.config.usageFlushInterval)
-                            if Task.isCancelled { break }
-                            _ = await usage.flush()
-                        }
-                    }
+                    loops.addTask { await self.flushLoop() }
                     await loops.waitForAll()
                 }
             }
@@ -61,6 +55,28 @@ public final class EnforcementService: Service, Sendable {
         // AsyncHTTPClient must be shut down before it is released.
         await self.enforcer.client.shutdown()
     }
+
+    /// Every `usage_flush_interval`, a flush; while a backlog larger than one flush's budget
+    /// remains (and the control plane is accepting), more flushes follow each second as the
+    /// budget refills, so the backlog drains at the full `usage_rate_limit` rather than at the
+    /// bucket's burst per interval.
+    private func flushLoop() async {
+        let usage = self.enforcer.usage
+        while !Task.isCancelled {
+            try? await Task.sleep(for: self.config.usageFlushInterval)
+            if Task.isCancelled { break }
+            let next = ContinuousClock.now + self.config.usageFlushInterval
+            var summary = await usage.flush()
+            while summary.stoppedBecause == nil && summary.pendingUnits > 0 && !Task.isCancelled
+                && ContinuousClock.now + Self.drainStep < next
+            {
+                try? await Task.sleep(for: Self.drainStep)
+                summary = await usage.flush()
+            }
+        }
+    }
+
+    static let drainStep = Duration.seconds(1)
 
     private func pollLoop() async {
         var lastTick = ContinuousClock.now
