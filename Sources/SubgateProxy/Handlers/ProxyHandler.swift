@@ -4,7 +4,7 @@ import NIOHTTP1
 import SubgateCore
 
 /// Serves one client connection: every request on it goes through the named phases
-/// read head → check head → (verdict, admit: the enforcement issue) → forward → stream answer
+/// read head → check head → token, verdict, admit (`Enforcer`) → forward → stream answer
 /// → settle → log. The log phase runs on every path, including aborts.
 ///
 /// It sits behind NIO's `HTTPServerPipelineHandler`, which delivers one request at a time
@@ -820,7 +820,7 @@ extension ProxyHandler {
         }
     }
 
-    /// Settle (billing arrives with the enforcement issue) and log: runs once per exchange, on every path.
+    /// Settle (bill or release the reserved unit) and log: runs once per exchange, on every path.
     private func settleAndLog(_ exchange: Exchange) {
         if let ticket = exchange.ticket, let hash = exchange.tokenHash, let enforcer = self.shared.enforcer {
             exchange.ticket = nil
