@@ -65,7 +65,7 @@ import Testing
     func serverSentEventsStream() async throws {
         try await ProxyHarness.with { harness in
             let response = try await HTTPClient.shared.execute(
-                HTTPClientRequest(url: harness.baseURL + "/sse?n=4&gap=400"),
+                HTTPClientRequest(url: harness.baseURL + "/sse?n=4&gap=800"),
                 timeout: .seconds(10)
             )
             #expect(response.headers["content-type"] == ["text/event-stream"])
@@ -80,8 +80,8 @@ import Testing
             }
             try #require(arrivals.map(\.1) == ["data: event 0", "data: event 1", "data: event 2", "data: event 3"])
             // Causal, not a stopwatch: event i must reach the client before the upstream has even
-            // written event i+1 (400 ms later). A proxy that buffers fails this however fast the
-            // machine is; a slow, shared CI machine passes it as long as it relays within 400 ms.
+            // written event i+1 (800 ms later). A proxy that buffers fails this however fast the
+            // machine is; a slow, shared CI machine passes it as long as it relays within 800 ms.
             let sent = harness.upstream.eventsSent
             try #require(sent.count == 4, "the upstream wrote \(sent.count) events, expected 4")
             for i in 0..<3 {
