@@ -64,29 +64,25 @@ import Testing
     @Test("server-sent events are relayed one by one, each before the upstream writes the next")
     func serverSentEventsStream() async throws {
         try await ProxyHarness.with { harness in
-            let response = try await HTTPClient.shared.execute(
-                HTTPClientRequest(url: harness.baseURL + "/sse?n=4&gap=800"),
-                timeout: .seconds(10)
-            )
-            #expect(response.headers["content-type"] == ["text/event-stream"])
-            var arrivals: [(ContinuousClock.Instant, String)] = []
-            var pending = ""
-            for try await chunk in response.body {
-                pending += String(buffer: chunk)
-                while let range = pending.range(of: "\n\n") {
-                    arrivals.append((.now, String(pending[..<range.lowerBound])))
-                    pending.removeSubrange(..<range.upperBound)
-                }
-            }
-            try #require(arrivals.map(\.1) == ["data: event 0", "data: event 1", "data: event 2", "data: event 3"])
+            let client = try await RawConnection.open(port: harness.port, group: harness.group)
+            try await client.send("GET /sse?n=4&gap=400 HTTP/1.1\r\nHost: a\r\n\r\n")
+            let complete = await client.waitForText("data: event 3\n\n", timeout: .seconds(10))
+            try #require(complete, "the stream did not arrive: \(client.text)")
+            #expect(client.text.lowercased().contains("content-type: text/event-stream"))
             // Causal, not a stopwatch: event i must reach the client before the upstream has even
-            // written event i+1 (800 ms later). A proxy that buffers fails this however fast the
-            // machine is; a slow, shared CI machine passes it as long as it relays within 800 ms.
+            // written event i+1 (400 ms later). Arrival times are taken on the client's NIO thread,
+            // so a busy test scheduler cannot blame the proxy. A proxy that buffers fails this
+            // however fast the machine is.
             let sent = harness.upstream.eventsSent
             try #require(sent.count == 4, "the upstream wrote \(sent.count) events, expected 4")
+            let text = client.text
             for i in 0..<3 {
-                #expect(arrivals[i].0 < sent[i + 1], "event \(i) reached the client only after the upstream wrote event \(i + 1): the proxy buffered it")
+                let range = try #require(text.range(of: "data: event \(i)\n\n"), "event \(i) missing: \(text)")
+                let lastByte = text.utf8.distance(from: text.startIndex, to: range.upperBound) - 1
+                let arrived = try #require(client.arrival(ofByte: lastByte))
+                #expect(arrived < sent[i + 1], "event \(i) reached the client only after the upstream wrote event \(i + 1): the proxy buffered it")
             }
+            await client.close()
         }
     }
 

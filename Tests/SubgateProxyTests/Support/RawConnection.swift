@@ -13,6 +13,9 @@ final class RawConnection: Sendable {
     struct Received: Sendable {
         var bytes = ByteBuffer()
         var closed = false
+        /// When each read arrived (taken on the NIO thread, so a busy test scheduler cannot
+        /// delay it) and how many bytes had arrived in total by then.
+        var reads: [(at: ContinuousClock.Instant, total: Int)] = []
         var text: String { String(buffer: self.bytes) }
     }
 
@@ -43,6 +46,11 @@ final class RawConnection: Sendable {
             try await socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
         }
         return RawConnection(channel: channel, received: received)
+    }
+
+    /// When the byte at `offset` (0-based) arrived, if it has.
+    func arrival(ofByte offset: Int) -> ContinuousClock.Instant? {
+        self.received.withLockedValue { received in received.reads.first { $0.total > offset }?.at }
     }
 
     // MARK: - Talking
@@ -103,7 +111,11 @@ private final class Collector: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = Self.unwrapInboundIn(data)
-        self.received.withLockedValue { _ = $0.bytes.writeBuffer(&buffer) }
+        let now = ContinuousClock.now
+        self.received.withLockedValue {
+            _ = $0.bytes.writeBuffer(&buffer)
+            $0.reads.append((now, $0.bytes.readableBytes))
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
