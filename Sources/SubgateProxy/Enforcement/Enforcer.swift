@@ -100,7 +100,9 @@ public final class Enforcer: Sendable {
         let now = ContinuousClock.now
         let ttl = self.ttl
         enum Step { case decided(Admission), startVerify(EventLoopFuture<VerdictCache.VerifyResult>), join(EventLoopFuture<VerdictCache.VerifyResult>), failing }
-        let breakerOpen = self.control.withLockedValue { $0.breaker.isOpen(now: now) }
+        // Asked only when the cache cannot decide: a warm request takes no lock but its shard's.
+        // (Lock order: shard, then control; nothing takes a shard lock while holding control.)
+        let breakerOpen = { self.control.withLockedValue { $0.breaker.isOpen(now: now) } }
         let step: Step = self.cache.withShard(of: hash) { shard in
             if var entry = shard.entries[hash] {
                 entry.lastUsed = now
@@ -112,7 +114,7 @@ public final class Enforcer: Sendable {
                     shard.entries[hash] = entry
                     return .decided(admission)
                 case .unusable:
-                    if breakerOpen && entry.usableWhileFailing(now: now, staleMax: self.config.staleMax) {
+                    if breakerOpen() && entry.usableWhileFailing(now: now, staleMax: self.config.staleMax) {
                         self.lookups["stale"]?.increment()
                         let admission = self.decide(&entry, now: now)
                         shard.entries[hash] = entry
@@ -122,7 +124,7 @@ public final class Enforcer: Sendable {
                 }
             }
             self.lookups["miss"]?.increment()
-            if breakerOpen { return .failing }
+            if breakerOpen() { return .failing }
             let promise = loop.makePromise(of: VerdictCache.VerifyResult.self)
             if shard.waiters[hash] != nil {
                 shard.waiters[hash]!.append(promise)
@@ -171,21 +173,21 @@ public final class Enforcer: Sendable {
         switch entry.decide(now: Date()) {
         case .allow:
             entry.reserve(at: now)
-            return .allow(self.ticket(entry, hashReserved: true))
+            return .allow(self.ticket(entry, reserved: true))
         case .reject(let rejection):
             guard self.config.enforce == .shadow else { return .reject(rejection) }
             self.countShadowRejection(rejection)
-            return .allow(self.ticket(entry, hashReserved: false))
+            return .allow(self.ticket(entry, reserved: false))
         }
     }
 
-    private func ticket(_ entry: TokenEntry, hashReserved: Bool) -> Ticket {
+    private func ticket(_ entry: TokenEntry, reserved: Bool) -> Ticket {
         Ticket(
             subscriberID: entry.info?.subscriberID,
             listingID: entry.info?.listingID,
             remaining: entry.effectiveRemaining.map { max(0, $0) },
             limit: entry.info?.usageLimit,
-            reserved: hashReserved
+            reserved: reserved
         )
     }
 
@@ -195,13 +197,7 @@ public final class Enforcer: Sendable {
             // Serve and bill later: the unit is reserved on an entry without a verdict, so it
             // is reported (and dropped by the control plane if the token was not valid).
             self.cache.withShard(of: hash) { shard in
-                var entry = shard.entries[hash] ?? TokenEntry(lastUsed: now)
-                entry.reserve(at: now)
-                if shard.entries[hash] == nil {
-                    VerdictCache.insert(entry, for: hash, into: &shard, limit: self.cache.shardLimit)
-                } else {
-                    shard.entries[hash] = entry
-                }
+                self.cache.upsert(hash, in: &shard, now: now) { $0.reserve(at: now) }
             }
             return .allow(Ticket(subscriberID: nil, listingID: nil, remaining: nil, limit: nil, reserved: true))
         }
@@ -253,13 +249,7 @@ public final class Enforcer: Sendable {
         }
         let waiters: [EventLoopPromise<VerdictCache.VerifyResult>] = self.cache.withShard(of: hash) { shard in
             if case .verified = result {
-                var entry = shard.entries[hash] ?? TokenEntry(lastUsed: now)
-                entry.applyVerify(outcome, at: now)
-                if shard.entries[hash] == nil {
-                    VerdictCache.insert(entry, for: hash, into: &shard, limit: self.cache.shardLimit)
-                } else {
-                    shard.entries[hash] = entry
-                }
+                self.cache.upsert(hash, in: &shard, now: now) { $0.applyVerify(outcome, at: now) }
             }
             return shard.waiters.removeValue(forKey: hash) ?? []
         }

@@ -82,11 +82,10 @@ public final class UsageRecorder: Sendable {
         }
         self.pendingGauge.record(total)
         // Replayed units count against `remaining` until the control plane confirms them.
+        let now = ContinuousClock.now
         for (hash, units) in replay.pending {
             self.cache.withShard(of: hash) { shard in
-                var entry = shard.entries[hash] ?? TokenEntry(lastUsed: .now)
-                entry.unreported += units
-                shard.entries[hash] = entry
+                self.cache.upsert(hash, in: &shard, now: now) { $0.unreported += units }
             }
         }
     }

@@ -61,7 +61,17 @@ final class VerdictCache: Sendable {
         shard.entries[hash] = entry
     }
 
-    var shardLimit: Int { self.perShardLimit }
+    /// Updates the hash's entry, creating it (within the shard's bound, see `insert`) when absent.
+    func upsert(_ hash: String, in shard: inout Shard, now: ContinuousClock.Instant, _ body: (inout TokenEntry) -> Void) {
+        if var entry = shard.entries[hash] {
+            body(&entry)
+            shard.entries[hash] = entry
+        } else {
+            var entry = TokenEntry(lastUsed: now)
+            body(&entry)
+            Self.insert(entry, for: hash, into: &shard, limit: self.perShardLimit)
+        }
+    }
 
     var count: Int { self.shards.reduce(0) { $0 + $1.withLockedValue { $0.entries.count } } }
 

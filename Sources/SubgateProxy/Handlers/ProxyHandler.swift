@@ -284,7 +284,12 @@ extension ProxyHandler {
             }
             if let rejection {
                 if enforcer.config.enforce == .on {
-                    let ended = !(head.headers.first(name: "content-length").flatMap { Int($0) }.map { $0 > 0 } ?? head.headers.contains(name: "transfer-encoding"))
+                    // The head passed the rules, so its framing is known: no body means it has ended.
+                    let ended: Bool
+                    switch framing.body {
+                    case .none, .contentLength(0): ended = true
+                    case .contentLength, .chunked: ended = false
+                    }
                     self.reject(rejection, version: head.version, requestEnded: ended, context: context, started: now, method: head.method, uri: head.uri, clientKeepAlive: head.isKeepAlive)
                     return
                 }
