@@ -715,40 +715,31 @@ extension ProxyHandler {
         exchange.status = rejection.status.code
         exchange.responseHeadSent = true
         exchange.responseEnded = true
-        if keepConnection && !rejection.closeConnection && !exchange.closeAfter && !exchange.requestEnded {
-            let (head, body) = ErrorResponseWriter.parts(rejection, version: exchange.clientVersion, close: false, allocator: context.channel.allocator)
-            exchange.responseBodyBytes = body.readableBytes
-            context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
-            context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
-            self.settleAndLog(exchange)
-            self.state = .discardingBody(closeAfter: false, discarded: 0)
-            self.resumeClientReads()
-            return
-        }
-        let close = rejection.closeConnection || exchange.closeAfter || !exchange.requestEnded
-        let (head, body) = ErrorResponseWriter.parts(
-            rejection,
-            version: exchange.clientVersion,
-            close: close,
-            allocator: context.channel.allocator
-        )
-        exchange.responseBodyBytes = body.readableBytes
-        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        // The rest of an unfinished body is read and dropped; with `keepConnection` the
+        // connection then serves the next request, else it closes.
+        let keep = keepConnection && !rejection.closeConnection && !exchange.closeAfter
+        let close = rejection.closeConnection || exchange.closeAfter || (!exchange.requestEnded && !keep)
+        exchange.responseBodyBytes = self.writeRejection(rejection, version: exchange.clientVersion, close: close, context: context)
         self.settleAndLog(exchange)
         self.resumeClientReads()
-        if close {
-            if exchange.requestEnded || rejection.closeConnection {
-                self.closeGracefully(context: context)
-            } else {
-                self.state = .discardingBody(closeAfter: true, discarded: 0)
-            }
+        if !exchange.requestEnded && !rejection.closeConnection {
+            self.state = .discardingBody(closeAfter: close, discarded: 0)
+        } else if close {
+            self.closeGracefully(context: context)
         } else {
             self.state = .idle
             self.timeouts.exchangeFinished()
         }
+    }
+
+    /// Writes Subgate's own answer (head, JSON body, end) and flushes; returns the body's size.
+    @discardableResult
+    private func writeRejection(_ rejection: ProxyRejection, version: HTTPVersion, close: Bool, context: ChannelHandlerContext) -> Int {
+        let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
+        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        return body.readableBytes
     }
 
     /// Answers a request that never became an exchange (its head failed the rules).
@@ -777,10 +768,7 @@ extension ProxyHandler {
             ErrorResponseWriter.writeRaw(rejection, into: &buffer)
             encoder.writeAndFlush(NIOAny(IOData.byteBuffer(buffer)), promise: nil)
         } else {
-            let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
-            context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
-            context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+            self.writeRejection(rejection, version: version, close: close, context: context)
         }
         let label = rejection.code.lowercased()
         self.shared.metrics.countRequest(outcome: label)
