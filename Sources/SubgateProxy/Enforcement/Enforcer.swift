@@ -299,9 +299,9 @@ public final class Enforcer: Sendable {
         }
         switch outcome {
         case .unauthorized:
-            self.sellerKeyRejected()
+            self.readiness.sellerKeyRejected(on: "verify", logger: self.logger)
         case .valid, .invalid:
-            self.readiness.setProblem("seller_key", nil)
+            self.readiness.sellerKeyAccepted()
         case .failed(let reason, _):
             self.logger.warning("verify failed", metadata: ["token_hash": .string(TokenHash.logPrefix(hash)), "reason": .string(reason)])
         }
@@ -314,12 +314,6 @@ public final class Enforcer: Sendable {
         return self.control.withLockedValue { $0.verifyBudget.wait(.refresh, now: now) == .zero }
     }
 
-    func sellerKeyRejected() {
-        if self.readiness.problem("seller_key") == nil {
-            self.logger.critical("the control plane rejected the seller key (401): check seller_key / seller_key_file; usage is kept until it is accepted")
-        }
-        self.readiness.setProblem("seller_key", "the control plane rejects the seller key (401)")
-    }
 
     // MARK: - Status
 
@@ -339,5 +333,22 @@ public final class Enforcer: Sendable {
                 ttlSeconds: Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
             )
         }
+    }
+}
+
+extension Readiness {
+    /// A 401 from the control plane: `/readyz` fails, logged loudly once when it appears (SPEC §4).
+    func sellerKeyRejected(on endpoint: String, logger: Logger) {
+        if self.setProblem("seller_key", "the control plane rejects the seller key (401)") == nil {
+            logger.critical(
+                "the control plane rejected the seller key (401): check seller_key / seller_key_file; usage is kept until it is accepted",
+                metadata: ["endpoint": .string(endpoint)]
+            )
+        }
+    }
+
+    /// The control plane accepted the seller key again.
+    func sellerKeyAccepted() {
+        self.setProblem("seller_key", nil)
     }
 }

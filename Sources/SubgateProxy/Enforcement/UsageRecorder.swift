@@ -201,7 +201,7 @@ public final class UsageRecorder: Sendable {
         case .accepted:
             self.finish(report, record: .acknowledged(hash: report.hash, units: report.count), outcome: outcome)
             self.reportedCounter.increment(by: Int64(report.count))
-            self.readiness.setProblem("seller_key", nil)
+            self.readiness.sellerKeyAccepted()
             summary.reportedUnits += report.count
             summary.reports += 1
         case .rejected(let status):
@@ -218,10 +218,7 @@ public final class UsageRecorder: Sendable {
         case .unauthorized:
             self.putBack(report)
             stop.withLockedValue { $0 = $0 ?? "the control plane rejects the seller key (401)" }
-            if self.readiness.problem("seller_key") == nil {
-                self.logger.critical("the control plane rejected the seller key (401) on a usage report: usage is kept until it is accepted")
-            }
-            self.readiness.setProblem("seller_key", "the control plane rejects the seller key (401)")
+            self.readiness.sellerKeyRejected(on: "usage", logger: self.logger)
         case .rateLimited(let retryAfter):
             self.putBack(report)
             let pause = retryAfter ?? .seconds(10)

@@ -21,13 +21,16 @@ public final class Readiness: Sendable {
 
     public var isDraining: Bool { self.state.withLock { $0.draining } }
 
-    /// Records (or, with `nil`, clears) a named reason this instance is not ready.
-    public func setProblem(_ name: String, _ reason: String?) {
-        self.state.withLock { $0.problems[name] = reason }
+    /// Records (or, with `nil`, clears) a named reason this instance is not ready; returns the
+    /// reason recorded before, so a caller can log a problem once, when it appears.
+    @discardableResult
+    public func setProblem(_ name: String, _ reason: String?) -> String? {
+        self.state.withLock { state in
+            let previous = state.problems[name]
+            state.problems[name] = reason
+            return previous
+        }
     }
-
-    /// The reason recorded under `name`, if any.
-    public func problem(_ name: String) -> String? { self.state.withLock { $0.problems[name] } }
 
     /// `nil` when ready, else the reasons.
     public func notReadyReasons() -> [String]? {
