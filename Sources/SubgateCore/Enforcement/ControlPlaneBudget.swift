@@ -29,15 +29,12 @@ public struct TokenBucket: Sendable {
     }
 
     private var refillPerSecond: Double {
-        let window = Double(self.limit.per.components.seconds) + Double(self.limit.per.components.attoseconds) / 1e18
-        return max(Double(self.limit.count) - self.burst, 1) / max(window, 0.001)
+        max(Double(self.limit.count) - self.burst, 1) / max(self.limit.per.inSeconds, 0.001)
     }
 
     private mutating func refill(_ now: ContinuousClock.Instant) {
         guard now > self.updated else { return }
-        let elapsed = now - self.updated
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        self.tokens = min(self.burst, self.tokens + seconds * self.refillPerSecond)
+        self.tokens = min(self.burst, self.tokens + (now - self.updated).inSeconds * self.refillPerSecond)
         self.updated = now
     }
 
@@ -184,5 +181,12 @@ public enum RetryAfter {
         guard let date = formatter.date(from: raw) else { return nil }
         let seconds = date.timeIntervalSince(now)
         return min(cap, .milliseconds(Int64(max(0, seconds) * 1000)))
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double` (for rates).
+    public var inSeconds: Double {
+        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
     }
 }

@@ -88,7 +88,7 @@ public final class EnforcementService: Service, Sendable {
             if case .auto = self.config.cacheTTL {
                 let seen = self.enforcer.requestsSeen.load(ordering: .relaxed)
                 let elapsed = now - lastTick
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let seconds = elapsed.inSeconds
                 perSecond.append(Double(seen - lastSeen) / max(seconds, 0.001))
                 if perSecond.count > Self.rateWindowTicks { perSecond.removeFirst() }
                 self.enforcer.setTTL(AutoTTL.ttl(requestsPerSecond: Self.measuredRate(perSecond)))

@@ -73,7 +73,7 @@ public final class Enforcer: Sendable {
         case .fixed(let ttl): initialTTL = ttl
         case .auto: initialTTL = .seconds(60)
         }
-        self.ttlNanoseconds = Atomic(Int64(initialTTL.components.seconds) * 1_000_000_000 + initialTTL.components.attoseconds / 1_000_000_000)
+        self.ttlNanoseconds = Atomic(TimeAmount(initialTTL).nanoseconds)
         var lookups: [String: Counter] = [:]
         for result in ["hit", "stale", "miss", "negative"] {
             lookups[result] = Counter(label: "subgate_cache_lookups_total", dimensions: [("result", result)])
@@ -85,7 +85,7 @@ public final class Enforcer: Sendable {
     var ttl: Duration { .nanoseconds(self.ttlNanoseconds.load(ordering: .relaxed)) }
 
     func setTTL(_ ttl: Duration) {
-        self.ttlNanoseconds.store(Int64(ttl.components.seconds) * 1_000_000_000 + ttl.components.attoseconds / 1_000_000_000, ordering: .relaxed)
+        self.ttlNanoseconds.store(TimeAmount(ttl).nanoseconds, ordering: .relaxed)
     }
 
     // MARK: - Admission (event loop)
@@ -330,7 +330,7 @@ public final class Enforcer: Sendable {
             Snapshot(
                 breaker: state.breaker.state.rawValue,
                 verifyBudgetLeft: state.verifyBudget.available(now: now),
-                ttlSeconds: Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
+                ttlSeconds: ttl.inSeconds
             )
         }
     }
