@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOPosix
 import ServiceLifecycle
+import SubgateCore
 import SubgateSimulator
 
 /// `subgate simulate --listen ADDR`: the control-plane simulator (SPEC §7), Crochet
@@ -89,22 +90,11 @@ struct SimulateCommand: AsyncParsableCommand {
 
     /// `host:port` or `[ipv6]:port`.
     static func hostPort(_ text: String) throws -> (host: String, port: Int) {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            portText = rest.hasPrefix(":") ? rest.dropFirst() : ""
-        } else if let colon = text.firstIndex(of: ":"), colon == text.lastIndex(of: ":") {
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-        } else {
-            host = ""
-            portText = ""
+        switch HostPort.parse(text) {
+        case .success(let address):
+            return (address.host, address.port)
+        case .failure(let error):
+            throw ValidationError("--listen '\(text)': \(error.message)")
         }
-        guard !host.isEmpty, portText.allSatisfy(\.isASCII), let port = Int(portText), (0...65_535).contains(port) else {
-            throw ValidationError("--listen must be host:port such as 127.0.0.1:9900 or [::1]:9900, not '\(text)'.")
-        }
-        return (String(host), port)
     }
 }

@@ -80,6 +80,6 @@ extension SimulatorHTTPTests {
         }
         let bad = try Subgate(["simulate", "--listen", "localhost"])
         #expect(try await bad.exitStatus(within: .seconds(10)) == 64, "EX_USAGE:\n\(bad.log)")
-        #expect(bad.log.contains("--listen must be host:port"))
+        #expect(bad.log.contains("--listen 'localhost': `localhost` has no port"))
     }
 }

@@ -450,3 +450,20 @@ extension Character {
     /// `0`…`9` only (not other scripts' digits).
     fileprivate var isASCIIDigit: Bool { self.isASCII && self.isNumber }
 }
+
+extension HostPort {
+    /// Parses `host:port` or `[ipv6]:port` (port 0 allowed) with the config's own rules, for
+    /// command-line options; the error is the same sentence `subgate check` would give.
+    public static func parse(_ text: String) -> Result<HostPort, HostPortError> {
+        do {
+            return .success(try ConfigValue.hostPort(text))
+        } catch {
+            return .failure(HostPortError(message: error.message))
+        }
+    }
+}
+
+public struct HostPortError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { self.message }
+}
