@@ -31,36 +31,16 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "subgate")
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoops ?? System.coreCount)
-        let readiness = Readiness()
-        let metrics = ProxyMetrics()
-        let enforcer: Enforcer
-        let enforcement: EnforcementService
+        let proxy: [ServiceGroupConfiguration.ServiceConfiguration]
         do {
-            (enforcer, enforcement) = try await EnforcementSetup.make(config: config, readiness: readiness, logger: logger)
+            proxy = try await ProxyStack.services(config: config, group: group, registry: registry, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             Bootstrap.fail("subgate: could not start: \(error)")
         }
-        let server = ProxyServer(config: config, group: group, metrics: metrics, logger: logger, enforcer: enforcer)
-        let admin = AdminServer(
-            config: config,
-            group: group,
-            readiness: readiness,
-            sources: AdminServer.Sources(
-                renderMetrics: { registry.emitToString() },
-                statusFields: { [("open_connections", String(server.openConnections))] + enforcer.statusFields() },
-                flush: { await enforcer.flushNow() }
-            )
-        )
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                // Stopped in reverse order: the proxy drains first, then the admin listener, then
-                // enforcement flushes usage one last time.
-                services: [
-                    .init(service: enforcement),
-                    .init(service: AdminService(admin: admin, logger: logger)),
-                    .init(service: ProxyService(server: server, readiness: readiness, config: config, logger: logger)),
-                ],
+                services: proxy,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -72,6 +52,45 @@ struct RunCommand: AsyncParsableCommand {
             Bootstrap.fail("subgate: could not start: \(Bootstrap.describe(error)) (listen = \(config.listen), admin_listen = \(config.adminListen))")
         }
         try await group.shutdownGracefully()
+    }
+}
+
+/// The proxy as services: enforcement, the admin listener and the buyer-facing listener, for
+/// `subgate run` and `subgate demo` alike.
+enum ProxyStack {
+    struct Listening: Sendable {
+        var proxy: @Sendable (SocketAddress) -> Void = { _ in }
+        var admin: @Sendable (SocketAddress) -> Void = { _ in }
+    }
+
+    /// Opens the journal and builds the services, in the order a `ServiceGroup` must start
+    /// them: it stops them in reverse, so the proxy drains first, then the admin listener
+    /// goes, then enforcement flushes usage one last time.
+    static func services(
+        config: Config,
+        group: any EventLoopGroup,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger,
+        listening: Listening = Listening()
+    ) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        let readiness = Readiness()
+        let (enforcer, enforcement) = try await EnforcementSetup.make(config: config, readiness: readiness, logger: logger)
+        let server = ProxyServer(config: config, group: group, metrics: ProxyMetrics(), logger: logger, enforcer: enforcer)
+        let admin = AdminServer(
+            config: config,
+            group: group,
+            readiness: readiness,
+            sources: AdminServer.Sources(
+                renderMetrics: { registry.emitToString() },
+                statusFields: { [("open_connections", String(server.openConnections))] + enforcer.statusFields() },
+                flush: { await enforcer.flushNow() }
+            )
+        )
+        return [
+            .init(service: enforcement),
+            .init(service: AdminService(admin: admin, logger: logger, onListening: listening.admin)),
+            .init(service: ProxyService(server: server, readiness: readiness, config: config, logger: logger, onListening: listening.proxy)),
+        ]
     }
 }
 

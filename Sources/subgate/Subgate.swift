@@ -11,6 +11,6 @@ struct Subgate: AsyncParsableCommand {
             The configuration file is key=value; see docs/configuration.md.
             """,
         version: "0.1.0",
-        subcommands: [RunCommand.self, CheckCommand.self, HealthcheckCommand.self, SimulateCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, HealthcheckCommand.self]
     )
 }
