@@ -27,15 +27,14 @@ public enum TokenLookup: Sendable, Equatable {
 /// "Hash the incoming token"). Caches, the ledger, the journal, logs and the control plane
 /// see only this.
 public enum TokenHash {
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
     public static func hex(_ raw: String) -> String {
-        let digest = SHA256.hash(data: Array(raw.utf8))
+        var raw = raw
+        let digest = raw.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
         return String(unsafeUninitializedCapacity: 64) { out in
             var i = 0
             for byte in digest {
-                out[i] = Self.hexDigits[Int(byte >> 4)]
-                out[i + 1] = Self.hexDigits[Int(byte & 0x0f)]
+                out[i] = ASCII.hexDigit(byte >> 4)
+                out[i + 1] = ASCII.hexDigit(byte & 0x0f)
                 i += 2
             }
             return 64
@@ -46,9 +45,9 @@ public enum TokenHash {
     public static func logPrefix(_ hash: String) -> String { String(hash.prefix(8)) }
 }
 
-extension String {
+extension StringProtocol {
     /// ASCII case-insensitive equality without allocating (header names are ASCII).
-    func caseInsensitiveEquals(_ other: String) -> Bool {
+    func caseInsensitiveEquals(_ other: some StringProtocol) -> Bool {
         guard self.utf8.count == other.utf8.count else { return false }
         for (a, b) in zip(self.utf8, other.utf8) where a != b {
             let la = a >= 65 && a <= 90 ? a | 0x20 : a

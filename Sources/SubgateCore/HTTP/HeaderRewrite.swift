@@ -7,34 +7,86 @@ import Synchronization
 /// `Connection`, every field `Connection` names, `Keep-Alive`, `TE`, `Trailer`,
 /// `Transfer-Encoding`, `Upgrade` and every `Proxy-*` field. Subgate re-frames each message itself.
 public enum HeaderRewrite {
-    /// Fields that are always hop-by-hop, lowercased.
-    ///
-    /// `Trailer` announces trailer fields of this hop's chunked framing, which Subgate redoes
-    /// (RFC 2616 §13.5.1 listed it as "Trailers"; Go's httputil.ReverseProxy drops it too).
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
-    ]
+    /// What a header name means to the rewrite. Header names are classified byte by byte
+    /// (ASCII, case-insensitive) rather than lowercased into new strings and looked up in
+    /// sets: this runs for every field of every request and answer (the bench's profile).
+    enum NameKind: Equatable {
+        /// Relayed as it is.
+        case other
+        /// Hop-by-hop (RFC 9110 §7.6.1): `Connection`, `Keep-Alive`, `TE`, `Trailer`,
+        /// `Transfer-Encoding`, `Upgrade`; every `Proxy-*` field; and `Proxy` itself.
+        ///
+        /// `Trailer` announces trailer fields of this hop's chunked framing, which Subgate
+        /// redoes (RFC 2616 §13.5.1 listed it as "Trailers"; Go's httputil.ReverseProxy drops it
+        /// too). A `Proxy-` field is for a proxy hop, never for the other side:
+        /// `Proxy-Authorization` would hand a client's proxy credentials to the seller's
+        /// service, `Proxy-Authenticate` would ask the buyer for credentials Subgate never
+        /// checks, `Proxy-Connection` is the pre-standard `Connection`. `Proxy` ("httpoxy",
+        /// CVE-2016-5385): a CGI-style upstream would take it as HTTP_PROXY.
+        case hopByHop
+        /// `Connection` (hop-by-hop, and it nominates more).
+        case connection
+        /// `x-subgate-*`: Subgate's own, never taken from the other side.
+        case subgate
+        case contentLength
+        case expect
+        case forwardedFor
+        case forwardedProto
+        case requestID
+    }
 
-    /// Whether the lowercased `name` must not cross Subgate. Besides the fixed set and what
-    /// `Connection` nominates, every `Proxy-` field is for a proxy hop, never for the other side:
-    /// `Proxy-Authorization` would hand a client's proxy credentials to the seller's service,
-    /// `Proxy-Authenticate` would ask the buyer for credentials Subgate never checks,
-    /// `Proxy-Connection` is the pre-standard `Connection`.
-    static func isHopByHop(_ name: String, nominated: Set<String>) -> Bool {
-        // `Proxy` itself ("httpoxy", CVE-2016-5385): a CGI-style upstream would take it as HTTP_PROXY.
-        Self.hopByHop.contains(name) || nominated.contains(name) || name.hasPrefix("proxy-") || name == "proxy"
+    static func kind(of name: String) -> NameKind {
+        var name = name
+        return name.withUTF8 { bytes in
+            guard let first = bytes.first else { return .other }
+            switch first | 0x20 {
+            case UInt8(ascii: "c"):
+                if ASCII.equals(bytes, "connection") { return .connection }
+                if ASCII.equals(bytes, "content-length") { return .contentLength }
+            case UInt8(ascii: "k"):
+                if ASCII.equals(bytes, "keep-alive") { return .hopByHop }
+            case UInt8(ascii: "t"):
+                if ASCII.equals(bytes, "te") || ASCII.equals(bytes, "trailer") || ASCII.equals(bytes, "transfer-encoding") {
+                    return .hopByHop
+                }
+            case UInt8(ascii: "u"):
+                if ASCII.equals(bytes, "upgrade") { return .hopByHop }
+            case UInt8(ascii: "p"):
+                if ASCII.equals(bytes, "proxy") || ASCII.hasPrefix(bytes, "proxy-") { return .hopByHop }
+            case UInt8(ascii: "e"):
+                if ASCII.equals(bytes, "expect") { return .expect }
+            case UInt8(ascii: "x"):
+                if ASCII.hasPrefix(bytes, "x-subgate-") { return .subgate }
+                if ASCII.equals(bytes, "x-forwarded-for") { return .forwardedFor }
+                if ASCII.equals(bytes, "x-forwarded-proto") { return .forwardedProto }
+                if ASCII.equals(bytes, "x-request-id") { return .requestID }
+            default:
+                break
+            }
+            return .other
+        }
     }
 
     /// Fields the `Connection` header(s) name, lowercased (RFC 9110 §7.6.1).
-    static func connectionNominated(_ headers: HTTPHeaders) -> Set<String> {
-        var names: Set<String> = []
-        for value in headers["connection"] {
+    static func connectionNominated(_ headers: HTTPHeaders) -> [String] {
+        var names: [String] = []
+        for (name, value) in headers where Self.kind(of: name) == .connection {
             for token in value.split(separator: ",") {
                 let name = token.trimmingASCIIWhitespace().lowercased()
-                if !name.isEmpty { names.insert(name) }
+                // `keep-alive` is hop-by-hop already: leaving it out keeps the usual
+                // `Connection: keep-alive` from costing a comparison per field.
+                if !name.isEmpty && name != "keep-alive" { names.append(name) }
             }
         }
         return names
+    }
+
+    /// Whether `name` must not cross Subgate, given its kind and what `Connection` nominated.
+    static func isHopByHop(_ name: String, kind: NameKind, nominated: [String]) -> Bool {
+        switch kind {
+        case .hopByHop, .connection: return true
+        default: return !nominated.isEmpty && nominated.contains { name.caseInsensitiveEquals($0) }
+        }
     }
 
     /// What the request needs to be relayed: the inputs of `upstreamRequestHeaders`.
@@ -72,27 +124,28 @@ public enum HeaderRewrite {
         var forwardedFor: String? = nil
         var requestID: String? = nil
         for (name, value) in headers {
-            let lower = name.lowercased()
-            if Self.isHopByHop(lower, nominated: nominated) { continue }
-            if lower.hasPrefix("x-subgate-") { continue }
-            if let token = context.tokenHeaderToRemove, lower == token { continue }
-            switch lower {
-            case "content-length":
+            let kind = Self.kind(of: name)
+            if Self.isHopByHop(name, kind: kind, nominated: nominated) { continue }
+            switch kind {
+            case .subgate:
+                continue
+            case .contentLength:
                 continue  // re-added below from the checked framing
-            case "x-forwarded-proto":
+            case .forwardedProto:
                 continue  // Subgate receives plain HTTP; a client must not claim otherwise
-            case "expect":
+            case .expect:
                 // Subgate answers `100-continue` itself when it is ready for the body (the only
                 // expectation `RequestHeadRules` lets through); asking the upstream too would
                 // make a client that waits for the 100 depend on the upstream's support for it.
                 continue
-            case "x-forwarded-for":
+            case .forwardedFor:
                 forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value
                 continue
-            case "x-request-id":
+            case .requestID:
                 if requestID == nil, Self.isAcceptableRequestID(value) { requestID = value }
                 continue
-            default:
+            case .other, .hopByHop, .connection:
+                if let token = context.tokenHeaderToRemove, name.caseInsensitiveEquals(token) { continue }
                 out.add(name: name, value: value)
             }
         }
@@ -129,28 +182,47 @@ public enum HeaderRewrite {
         case ambiguousFraming
     }
 
-    /// The header block to send the client for an upstream answer: hop-by-hop fields and
-    /// `removing` (lowercased names, e.g. `x-subgate-usage`) are removed. Framing is left to
-    /// the response encoder, which keeps a Content-Length or chunks the body.
-    public static func clientResponseHeaders(
-        _ headers: HTTPHeaders,
-        removing: Set<String> = []
-    ) -> Result<HTTPHeaders, UpstreamResponseProblem> {
-        let te = headers["transfer-encoding"]
-        if !te.isEmpty {
-            guard te.count == 1, te[0].trimmingASCIIWhitespace().lowercased() == "chunked" else {
-                return .failure(.ambiguousFraming)
+    /// An upstream answer's header block as the client gets it.
+    public struct ClientResponseHeaders {
+        public var headers: HTTPHeaders
+        /// The upstream's `x-subgate-usage` (its billing instruction to Subgate), if it sent one.
+        public var usage: String?
+    }
+
+    /// The header block to send the client for an upstream answer: hop-by-hop fields and every
+    /// `x-subgate-*` field are removed (`x-subgate-usage` is returned apart: it is Subgate's,
+    /// never the client's). Framing is left to the response encoder, which keeps a
+    /// Content-Length or chunks the body.
+    public static func clientResponseHeaders(_ headers: HTTPHeaders) -> Result<ClientResponseHeaders, UpstreamResponseProblem> {
+        var transferEncodings = 0
+        var chunked = false
+        var hasConnection = false
+        for (name, value) in headers {
+            switch Self.kind(of: name) {
+            case .connection:
+                hasConnection = true
+            case .hopByHop where name.caseInsensitiveEquals("transfer-encoding"):
+                transferEncodings += 1
+                chunked = value.trimmingASCIIWhitespace().caseInsensitiveEquals("chunked")
+            default:
+                break
             }
         }
-        let nominated = Self.connectionNominated(headers)
+        guard transferEncodings == 0 || (transferEncodings == 1 && chunked) else { return .failure(.ambiguousFraming) }
+        let nominated = hasConnection ? Self.connectionNominated(headers) : []
         var out = HTTPHeaders()
         out.reserveCapacity(headers.count)
+        var usage: String?
         for (name, value) in headers {
-            let lower = name.lowercased()
-            if Self.isHopByHop(lower, nominated: nominated) || removing.contains(lower) { continue }
+            let kind = Self.kind(of: name)
+            if Self.isHopByHop(name, kind: kind, nominated: nominated) { continue }
+            if kind == .subgate {
+                if usage == nil && name.caseInsensitiveEquals("x-subgate-usage") { usage = value }
+                continue
+            }
             out.add(name: name, value: value)
         }
-        return .success(out)
+        return .success(ClientResponseHeaders(headers: out, usage: usage))
     }
 }
 
@@ -170,7 +242,16 @@ public enum RequestID {
         let n = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
         let a = Self.mix(Self.seed.0 &+ n &* 0x9E37_79B9_7F4A_7C15)
         let b = Self.mix(Self.seed.1 ^ n)
-        return Self.hex(a) + Self.hex(b)
+        return String(unsafeUninitializedCapacity: 32) { out in
+            var (a, b) = (a, b)
+            for i in stride(from: 15, through: 0, by: -1) {
+                out[i] = ASCII.hexDigit(UInt8(truncatingIfNeeded: a & 0xF))
+                out[i + 16] = ASCII.hexDigit(UInt8(truncatingIfNeeded: b & 0xF))
+                a >>= 4
+                b >>= 4
+            }
+            return 32
+        }
     }
 
     /// SplitMix64's finaliser: a bijection on 64 bits, so distinct counters give distinct ids.
@@ -182,13 +263,42 @@ public enum RequestID {
     }
 
     static func hex(_ value: UInt64) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 16)
-        var v = value
-        for i in stride(from: 15, through: 0, by: -1) {
-            bytes[i] = digits[Int(v & 0xF)]
-            v >>= 4
+        String(unsafeUninitializedCapacity: 16) { out in
+            var v = value
+            for i in stride(from: 15, through: 0, by: -1) {
+                out[i] = ASCII.hexDigit(UInt8(truncatingIfNeeded: v & 0xF))
+                v >>= 4
+            }
+            return 16
         }
-        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Byte-level ASCII helpers for the hot path: no lowercased copies, no lookups in sets.
+enum ASCII {
+    /// Whether `bytes` equal `lowercase` (a lowercase ASCII literal), ignoring ASCII case.
+    @inline(__always)
+    static func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
+        bytes.count == lowercase.utf8CodeUnitCount && self.hasPrefix(bytes, lowercase)
+    }
+
+    /// Whether `bytes` start with `lowercase` (a lowercase ASCII literal), ignoring ASCII case.
+    @inline(__always)
+    static func hasPrefix(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
+        let count = lowercase.utf8CodeUnitCount
+        guard bytes.count >= count else { return false }
+        let literal = lowercase.utf8Start
+        for i in 0..<count {
+            let b = bytes[i]
+            let lower = b >= 65 && b <= 90 ? b | 0x20 : b
+            if lower != literal[i] { return false }
+        }
+        return true
+    }
+
+    /// `0`…`9`, `a`…`f` for 0…15.
+    @inline(__always)
+    static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? 0x30 + nibble : 0x57 + nibble
     }
 }

@@ -26,7 +26,7 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
     private let headerReadTimeout: TimeAmount
     private let idleTimeout: TimeAmount
     private var phase: Phase = .readingHead
-    private var timer: Scheduled<Void>?
+    private var timer = MovingDeadline()
     private var context: ChannelHandlerContext?
 
     init(headerReadTimeout: Duration, idleTimeout: Duration) {
@@ -39,7 +39,7 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
     /// A whole request head was decoded: stop the head timer.
     func requestHeadReceived() {
         self.phase = .exchange
-        self.cancelTimer()
+        self.disarm()
     }
 
     /// The answer was written and the connection stays open: wait for the next request.
@@ -85,20 +85,26 @@ final class ConnectionTimeoutHandler: ChannelInboundHandler {
     // MARK: - Timers
 
     private func arm(context: ChannelHandlerContext, after delay: TimeAmount) {
-        self.cancelTimer()
-        self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+        self.timer.set(context.eventLoop.now + delay, on: context.eventLoop) { [weak self] in
             self?.timerFired()
         }
     }
 
+    /// Between a complete head and the end of its exchange nothing is timed here.
+    private func disarm() {
+        self.timer.clear()
+    }
+
     private func cancelTimer() {
-        self.timer?.cancel()
-        self.timer = nil
+        self.timer.cancel()
     }
 
     private func timerFired() {
-        self.timer = nil
         guard let context = self.context else { return }
+        let due = self.timer.fired(now: context.eventLoop.now, on: context.eventLoop) { [weak self] in
+            self?.timerFired()
+        }
+        guard due else { return }
         switch self.phase {
         case .idle:
             context.close(promise: nil)

@@ -45,6 +45,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var clientNeedsFlush = false
     /// The client half-closed its side: the connection ends after the current answer.
     private var clientInputClosed = false
+    /// `upstream_timeout` of the exchange waiting for its answer head.
+    private var upstreamDeadline = MovingDeadline()
 
     /// How much request body a rejected request may still send before the connection is closed.
     private static let maxDiscardBytes = 1024 * 1024
@@ -84,7 +86,6 @@ final class Exchange {
     /// At least one request-body byte went upstream: the request can no longer be replayed.
     var bodySentUpstream = false
     var upstreamSent: NIODeadline?
-    var upstreamTimer: Scheduled<Void>?
     /// The upstream's answer head (final, non-1xx) arrived.
     var responseHeadReceived = false
     /// The upstream wants to keep its connection (no `Connection: close`, HTTP/1.1).
@@ -131,6 +132,7 @@ extension ProxyHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.upstreamDeadline.cancel()
         self.context = nil
     }
 
@@ -463,9 +465,8 @@ extension ProxyHandler {
             context.writeAndFlush(Self.wrapOutboundOut(.head(interim)), promise: nil)
         }
         let timeout = TimeAmount(self.shared.config.upstreamTimeout)
-        exchange.upstreamTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak exchange] in
-            guard let self, let exchange else { return }
-            self.upstreamTimedOut(exchange)
+        self.upstreamDeadline.set(context.eventLoop.now + timeout, on: context.eventLoop) { [weak self] in
+            self?.upstreamTimerFired()
         }
         if connection.isWritable {
             self.resumeClientReads()
@@ -474,11 +475,13 @@ extension ProxyHandler {
         }
     }
 
-    private func upstreamTimedOut(_ exchange: Exchange) {
-        guard case .exchange(let current) = self.state, current === exchange, !exchange.responseHeadReceived,
-            let context = self.context
-        else { return }
-        exchange.upstreamTimer = nil
+    /// `upstream_timeout` (SPEC §2): no answer head within it → 504.
+    private func upstreamTimerFired() {
+        guard let context = self.context else { return }
+        let due = self.upstreamDeadline.fired(now: context.eventLoop.now, on: context.eventLoop) { [weak self] in
+            self?.upstreamTimerFired()
+        }
+        guard due, case .exchange(let exchange) = self.state, !exchange.responseHeadReceived else { return }
         self.abortUpstream(exchange)
         self.respondWithRejection(exchange, .upstreamTimeout, context: context)
     }
@@ -497,8 +500,7 @@ extension ProxyHandler {
 
     /// Detaches and closes the exchange's upstream connection: it may carry a partial request.
     private func abortUpstream(_ exchange: Exchange) {
-        exchange.upstreamTimer?.cancel()
-        exchange.upstreamTimer = nil
+        self.upstreamDeadline.clear()
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             upstream.close()
@@ -543,8 +545,7 @@ extension ProxyHandler: UpstreamResponseReceiver {
             }
             return
         }
-        exchange.upstreamTimer?.cancel()
-        exchange.upstreamTimer = nil
+        self.upstreamDeadline.clear()
         exchange.responseHeadReceived = true
         if let sent = exchange.upstreamSent {
             self.shared.metrics.upstreamDuration.recordNanoseconds(Int64((NIODeadline.now() - sent).nanoseconds))
@@ -552,10 +553,9 @@ extension ProxyHandler: UpstreamResponseReceiver {
         var headers: HTTPHeaders
         switch HeaderRewrite.clientResponseHeaders(head.headers) {
         case .success(let rewritten):
-            headers = rewritten
+            headers = rewritten.headers
             // The upstream's billing instruction is Subgate's, never the client's.
-            if let usage = headers.first(name: "x-subgate-usage") {
-                headers.remove(name: "x-subgate-usage")
+            if let usage = rewritten.usage {
                 if let units = Billing.units(header: usage) {
                     exchange.billedUnits = units
                 } else {
@@ -639,8 +639,7 @@ extension ProxyHandler: UpstreamResponseReceiver {
 
     func upstreamFailed(_ error: any Error) {
         guard case .exchange(let exchange) = self.state, let context = self.context else { return }
-        exchange.upstreamTimer?.cancel()
-        exchange.upstreamTimer = nil
+        self.upstreamDeadline.clear()
         let connection = exchange.upstream
         exchange.upstream = nil
         connection?.close()
