@@ -153,13 +153,15 @@ public enum JournalCodec {
     /// The longest valid line without its terminator: letter, hash, 7 digits, CRC and 3 spaces.
     static let maxLineLength = 1 + 1 + 64 + 1 + 7 + 1 + 8
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
     private static let space = UInt8(ascii: " ")
     private static let newline = UInt8(ascii: "\n")
 
     /// Whether `hash` is what the journal accepts: exactly 64 lowercase hex digits (a SHA-256).
     public static func isValidHash(_ hash: String) -> Bool {
-        hash.utf8.count == 64 && hash.utf8.allSatisfy(Self.isLowerHex)
+        guard hash.utf8.count == 64 else { return false }
+        // Contiguous bytes for native strings: once per billed request, so not the generic walk.
+        return hash.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(Self.isLowerHex) }
+            ?? hash.utf8.allSatisfy(Self.isLowerHex)
     }
 
     /// Appends `record` as one line (or several when `units` exceeds `maxUnitsPerRecord`).
@@ -178,17 +180,36 @@ public enum JournalCodec {
             let start = buffer.count
             buffer.append(record.letter)
             buffer.append(Self.space)
-            buffer.append(contentsOf: hash.utf8)
+            // Contiguous bytes where the string has them: this runs once per billed request.
+            if hash.utf8.withContiguousStorageIfAvailable({ buffer.append(contentsOf: $0) }) == nil {
+                buffer.append(contentsOf: hash.utf8)
+            }
             buffer.append(Self.space)
-            buffer.append(contentsOf: String(chunk).utf8)
-            let crc = CRC32.checksum(buffer[start...])
+            Self.appendDecimal(chunk, to: &buffer)
+            let crc = buffer.withUnsafeBufferPointer { CRC32.checksum(UnsafeBufferPointer(rebasing: $0[start...])) }
             buffer.append(Self.space)
             for shift in stride(from: 28, through: 0, by: -4) {
-                buffer.append(Self.hexDigits[Int((crc >> UInt32(shift)) & 0xF)])
+                buffer.append(ASCII.hexDigit(UInt8(truncatingIfNeeded: (crc >> UInt32(shift)) & 0xF)))
             }
             buffer.append(Self.newline)
         }
         return true
+    }
+
+    /// `value` (≥ 0) in decimal ASCII, without a `String` in between.
+    static func appendDecimal(_ value: Int, to buffer: inout [UInt8]) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var v = value
+        withUnsafeMutableBytes(of: &digits) { out in
+            repeat {
+                out[19 - count] = 0x30 + UInt8(v % 10)
+                v /= 10
+                count += 1
+            } while v > 0
+            buffer.append(contentsOf: out[(20 - count)...])
+        }
     }
 
     /// Decodes one line (without its `\n`); `nil` when it is malformed or its CRC does not match.
@@ -306,11 +327,17 @@ public enum CRC32 {
 
     /// The CRC-32 of `bytes` (`"123456789"` → `0xCBF43926`).
     public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
-        let table = Self.table
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes {
-            crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
+        if let crc = bytes.withContiguousStorageIfAvailable({ Self.checksum(buffer: $0) }) { return crc }
+        return Array(bytes).withUnsafeBufferPointer { Self.checksum(buffer: $0) }
+    }
+
+    private static func checksum(buffer: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        Self.table.withUnsafeBufferPointer { table in
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in buffer {
+                crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
+            }
+            return ~crc
         }
-        return ~crc
     }
 }

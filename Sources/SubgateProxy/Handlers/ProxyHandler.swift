@@ -345,12 +345,11 @@ extension ProxyHandler {
     /// The request is admitted with a reserved unit: tell the upstream who is calling, then forward.
     private func admitted(_ exchange: Exchange, ticket: Enforcer.Ticket, hash: String, context: ChannelHandlerContext) {
         exchange.ticket = ticket
-        var headers = exchange.upstreamHead.headers
-        if let subscriber = ticket.subscriberID { headers.add(name: "x-subgate-subscriber-id", value: subscriber) }
-        if let listing = ticket.listingID { headers.add(name: "x-subgate-listing-id", value: listing) }
-        if let remaining = ticket.remaining { headers.add(name: "x-subgate-remaining", value: String(remaining)) }
-        headers.add(name: "x-subgate-token-hash", value: hash)
-        exchange.upstreamHead.headers = headers
+        // In place: a copy of the block would be copied again on write.
+        if let subscriber = ticket.subscriberID { exchange.upstreamHead.headers.add(name: "x-subgate-subscriber-id", value: subscriber) }
+        if let listing = ticket.listingID { exchange.upstreamHead.headers.add(name: "x-subgate-listing-id", value: listing) }
+        if let remaining = ticket.remaining { exchange.upstreamHead.headers.add(name: "x-subgate-remaining", value: String(remaining)) }
+        exchange.upstreamHead.headers.add(name: "x-subgate-token-hash", value: hash)
         self.startUpstream(exchange, context: context)
     }
 
