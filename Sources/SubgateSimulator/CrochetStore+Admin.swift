@@ -1,13 +1,13 @@
 import Foundation
 import NIOHTTP1
 
-/// The admin API under `/_admin` (no authentication: the simulator is a loopback tool).
+/// The admin API under `/_sim` (no authentication: the simulator is a loopback tool).
 /// Every body is JSON; an empty body is `{}`; an unknown field is a 400, so a typo never
 /// silently falls back to a default.
 extension CrochetStore {
-    /// Fields `POST /_admin/tokens` accepts.
+    /// Fields `POST /_sim/tokens` accepts.
     static let tokenFields = ["seller_key", "listing_id", "subscriber_id", "usage_limit", "usage_count", "expires_at", "status"]
-    /// Fields `POST /_admin/faults` accepts.
+    /// Fields `POST /_sim/faults` accepts.
     static let faultFields = ["endpoint", "status", "retry_after", "latency_ms", "drop", "times"]
 
     mutating func admin(_ request: SimulatorRequest, now: Date) -> SimulatorResponse {
@@ -48,7 +48,7 @@ extension CrochetStore {
                 throw .error(
                     .notFound,
                     "NOT_FOUND",
-                    "No admin route \(request.method.rawValue) \(request.path). Routes: GET|POST /_admin/tokens, GET /_admin/tokens/<hash>, POST /_admin/tokens/<hash>/revoke|rotate, GET /_admin/usage, GET /_admin/calls, GET|POST|DELETE /_admin/faults, POST /_admin/reset."
+                    "No admin route \(request.method.rawValue) \(request.path). Routes: GET|POST /_sim/tokens, GET /_sim/tokens/<hash>, POST /_sim/tokens/<hash>/revoke|rotate, GET /_sim/usage, GET /_sim/calls, GET|POST|DELETE /_sim/faults, POST /_sim/reset."
                 )
             }
         } catch {
@@ -141,7 +141,7 @@ extension CrochetStore {
         )
     }
 
-    /// A fault from `POST /_admin/faults`.
+    /// A fault from `POST /_sim/faults`.
     static func fault(from body: Data) throws(SimulatorResponse) -> SimulatedFault {
         let fields = try Self.object(body, allowed: Self.faultFields)
         var fault = SimulatedFault()

@@ -10,14 +10,14 @@ extension CrochetStore {
     /// Decides what becomes of a request on its arrival: a seed endpoint's call is counted
     /// and meets any injected fault; an admin call is answered at once.
     mutating func plan(_ request: SimulatorRequest, now: Date) -> SimulatorPlan {
-        if request.path.hasPrefix("/_admin/") || request.path == "/_admin" {
+        if request.path.hasPrefix("/_sim/") || request.path == "/_sim" {
             return SimulatorPlan(latency: nil, outcome: .respond(self.admin(request, now: now)))
         }
         guard let endpoint = SimulatedEndpoint(path: Substring(request.path)) else {
             let paths = SimulatedEndpoint.allCases.map(\.path).joined(separator: ", ")
             return SimulatorPlan(
                 latency: nil,
-                outcome: .respond(.error(.notFound, "NOT_FOUND", "No such endpoint. This simulator serves POST \(paths) and the admin API under /_admin."))
+                outcome: .respond(.error(.notFound, "NOT_FOUND", "No such endpoint. This simulator serves POST \(paths) and the admin API under /_sim."))
             )
         }
         guard request.method == .POST else {
@@ -80,7 +80,7 @@ extension CrochetStore {
         return .error(
             HTTPResponseStatus(statusCode: status),
             code,
-            "Injected fault: this call was answered \(status) by the simulator's /_admin/faults.",
+            "Injected fault: this call was answered \(status) by the simulator's /_sim/faults.",
             headers: headers
         )
     }

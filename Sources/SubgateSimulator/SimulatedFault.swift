@@ -1,4 +1,4 @@
-/// A fault the simulator injects into calls to the seed endpoints (`/_admin/faults`).
+/// A fault the simulator injects into calls to the seed endpoints (`/_sim/faults`).
 ///
 /// The first fault, in injection order, whose `endpoint` matches a call applies to it:
 /// the answer waits `latency`, then the connection is closed unanswered (`drop`), or the

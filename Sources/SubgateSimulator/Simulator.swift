@@ -4,7 +4,7 @@ import NIOHTTP1
 import NIOPosix
 
 /// The simulated Crochet control plane on a real socket (SPEC §7; seed 000): the token
-/// endpoints under `/api/v1`, the admin API under `/_admin`, and this Swift API for tests
+/// endpoints under `/api/v1`, the admin API under `/_sim`, and this Swift API for tests
 /// in the same process. docs/simulator.md describes both APIs and the choices made.
 ///
 /// All state is one `CrochetStore` behind one lock; the wall clock is read per call.
@@ -51,7 +51,7 @@ public final class Simulator: Sendable {
         return Simulator(core: core, channel: channel, host: host, port: bound)
     }
 
-    /// `http://HOST:PORT`: the admin API is under `/_admin` here.
+    /// `http://HOST:PORT`: the admin API is under `/_sim` here.
     public var rootURL: String {
         let reachable: String
         switch self.host {

@@ -22,17 +22,17 @@ struct SimulateCommand: AsyncParsableCommand {
             subscriber (sliding 60 s window); over it they answer 429 RATE_LIMITED with Retry-After.
 
             Admin API (no authentication: keep it on loopback), JSON:
-              POST   /_admin/tokens                 create: {"seller_key","listing_id","subscriber_id",
+              POST   /_sim/tokens                   create: {"seller_key","listing_id","subscriber_id",
                                                     "usage_limit" (null: unlimited),"usage_count",
                                                     "expires_at","status"}, all optional; answers the raw token
-              GET    /_admin/tokens[/HASH]          token state
-              POST   /_admin/tokens/HASH/revoke     revoke; .../rotate rotates as the buyer would
-              GET    /_admin/usage                  usage reports and units accepted per hash
-              GET    /_admin/calls                  calls per endpoint: total, max_per_minute, per_minute
-              POST   /_admin/faults                 {"endpoint":"verify|usage|rotate|all","status",
+              GET    /_sim/tokens[/HASH]            token state
+              POST   /_sim/tokens/HASH/revoke       revoke; .../rotate rotates as the buyer would
+              GET    /_sim/usage                    usage reports and units accepted per hash
+              GET    /_sim/calls                    calls per endpoint: total, max_per_minute, per_minute
+              POST   /_sim/faults                   {"endpoint":"verify|usage|rotate|all","status",
                                                     "retry_after","latency_ms","drop","times"}
-              GET    /_admin/faults, DELETE /_admin/faults
-              POST   /_admin/reset                  forget tokens, reports, statistics and faults
+              GET    /_sim/faults, DELETE /_sim/faults
+              POST   /_sim/reset                    forget tokens, reports, statistics and faults
 
             Prints 'simulator listening on http://HOST:PORT', then, with --seed-tokens N, N raw tokens
             (seller am_k_demo, usage limit 100), one per line.

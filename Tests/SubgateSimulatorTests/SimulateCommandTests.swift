@@ -75,7 +75,7 @@ extension SimulatorHTTPTests {
     func simulateUsage() async throws {
         let help = try Subgate(["simulate", "--help"])
         #expect(try await help.exitStatus(within: .seconds(10)) == 0)
-        for route in ["/_admin/tokens", "/_admin/usage", "/_admin/calls", "/_admin/faults", "/_admin/reset", "--rate-limit", "--seed-tokens"] {
+        for route in ["/_sim/tokens", "/_sim/usage", "/_sim/calls", "/_sim/faults", "/_sim/reset", "--rate-limit", "--seed-tokens"] {
             #expect(help.log.contains(route), "--help mentions \(route)")
         }
         let bad = try Subgate(["simulate", "--listen", "localhost"])
