@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import SubgateSimulator
 
-/// The simulator's admin API (`/_sim`), as a value with an injected clock.
+/// The simulator's admin API (`/_sim`), its Crochet routes and faults, as a value with an injected clock.
 @Suite struct CrochetStoreAdminTests {
     @Test("POST /_sim/tokens with no body creates an active am_k_demo token with limit 100 and answers the raw token once")
     func createDefaults() {
@@ -79,7 +79,7 @@ import Testing
         )
     }
 
-    @Test("GET /_sim/calls answers total, max_per_minute and per_minute for each endpoint")
+    @Test("GET /_sim/calls answers total, max_per_minute and per_minute for each of the five endpoints")
     func callsReport() {
         let store = StoreHarness()
         _ = store.call(verifyCall("x", key: nil), at: t0.addingTimeInterval(1))
@@ -87,7 +87,7 @@ import Testing
         let answer = store.call(adminCall(.GET, "/_sim/calls"), at: t0.addingTimeInterval(62))
         #expect(
             answer.rendered
-                == #"{"verify":{"total":1,"max_per_minute":1,"per_minute":[1,0]},"usage":{"total":1,"max_per_minute":1,"per_minute":[0,1]},"rotate":{"total":0,"max_per_minute":0,"per_minute":[0,0]}}"#,
+                == #"{"verify":{"total":1,"max_per_minute":1,"per_minute":[1,0]},"usage":{"total":1,"max_per_minute":1,"per_minute":[0,1]},"rotate":{"total":0,"max_per_minute":0,"per_minute":[0,0]},"consume":{"total":0,"max_per_minute":0,"per_minute":[0,0]},"gateway":{"total":0,"max_per_minute":0,"per_minute":[0,0]}}"#,
             "\(answer.rendered)"
         )
     }
@@ -98,12 +98,14 @@ import Testing
         let created = store.call(adminCall(.POST, "/_sim/faults", #"{"endpoint":"all","status":429,"retry_after":12,"latency_ms":250,"times":2}"#), at: t0)
         #expect(created.code == 201)
         #expect(store.faults == [SimulatedFault(endpoint: nil, status: 429, retryAfter: 12, latency: .milliseconds(250), times: 2)])
-        #expect(created.rendered == #"{"endpoint":"all","status":429,"retry_after":12,"latency_ms":250,"drop":false,"times":2}"#)
+        #expect(created.rendered == #"{"endpoint":"all","status":429,"retry_after":12,"latency_ms":250,"drop":false,"hang":false,"drop_after_commit":false,"times":2}"#)
         #expect(store.call(adminCall(.POST, "/_sim/faults", #"{"endpoint":"usage","drop":true}"#), at: t0).code == 201)
         for body in [
-            #"{"status":500}"#, #"{"endpoint":"consume","status":500}"#, #"{"endpoint":"verify"}"#, #"{"endpoint":"verify","status":200}"#,
+            #"{"status":500}"#, #"{"endpoint":"crovver","status":500}"#, #"{"endpoint":"verify"}"#, #"{"endpoint":"verify","status":200}"#,
             #"{"endpoint":"verify","retry_after":3}"#, #"{"endpoint":"verify","drop":"yes"}"#, #"{"endpoint":"verify","status":500,"times":0}"#,
             #"{"endpoint":"verify","latency_ms":-5}"#, #"{"endpoint":"verify","status":500,"stauts":1}"#,
+            #"{"endpoint":"verify","status":500,"drop":true}"#, #"{"endpoint":"usage","hang":true,"drop_after_commit":true}"#,
+            #"{"endpoint":"usage","hang":1}"#,
         ] {
             let answer = store.call(adminCall(.POST, "/_sim/faults", body), at: t0)
             #expect(answer.code == 400 && answer.errorCode == "BAD_REQUEST", "\(body): \(answer.rendered)")

@@ -1,0 +1,49 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Makes the gateway's calls to sellers' endpoints: a POST with the buyer's body and the
+/// gateway's headers, the answer collected up to `maxAnswerBytes`. No redirects are
+/// followed: a seller's endpoint is where the call goes.
+final class GatewayForwarder: Sendable {
+    /// Sellers' answers are JSON documents; anything larger is a failure.
+    static let maxAnswerBytes = 1 << 20
+
+    private let client: HTTPClient
+    private let timeout: TimeAmount
+
+    init(group: any EventLoopGroup, timeout: TimeAmount = .seconds(30)) {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.timeout = .init(connect: .seconds(5), read: timeout)
+        self.client = HTTPClient(eventLoopGroup: group, configuration: configuration)
+        self.timeout = timeout
+    }
+
+    /// The seller's outcome, on `eventLoop`; never fails.
+    func forward(_ forward: GatewayForward, on eventLoop: any EventLoop) -> EventLoopFuture<SellerOutcome> {
+        let request: HTTPClient.Request
+        do {
+            var headers = HTTPHeaders()
+            for header in forward.headers { headers.add(name: header.name, value: header.value) }
+            request = try HTTPClient.Request(url: forward.url, method: .POST, headers: headers, body: .byteBuffer(ByteBuffer(bytes: forward.body)))
+        } catch {
+            return eventLoop.makeSucceededFuture(.failed("the endpoint URL cannot be called: \(error)"))
+        }
+        let accumulator = ResponseAccumulator(request: request, maxBodySize: Self.maxAnswerBytes)
+        return self.client
+            .execute(request: request, delegate: accumulator, eventLoop: .delegate(on: eventLoop), deadline: .now() + self.timeout)
+            .futureResult
+            .map { response -> SellerOutcome in
+                let body = response.body.map { Data($0.readableBytesView) } ?? Data()
+                return .answered(status: Int(response.status.code), contentType: response.headers.first(name: "content-type"), body: body)
+            }
+            .recover { error in .failed(String(describing: error)) }
+            .hop(to: eventLoop)
+    }
+
+    func shutdown() async {
+        try? await self.client.shutdown()
+    }
+}
