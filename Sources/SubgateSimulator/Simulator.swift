@@ -262,6 +262,23 @@ public final class Simulator: Sendable {
         self.core.withStore { store, _ in store.gateway.ledger }
     }
 
+    // MARK: - Fixtures
+
+    /// Creates what a seed file describes (`subgate simulate --seed FILE`), relative times
+    /// counted from now; the raw tokens by their names in the file, in file order. Throws,
+    /// creating nothing, when a seller, listing, raw token or tenant of the seed exists.
+    @discardableResult
+    public func apply(_ seed: SimulatorSeed) throws(SimulatorSeedConflict) -> [(name: String, token: String)] {
+        let result: Result<[(name: String, token: String)], SimulatorSeedConflict> = self.core.withStore { store, now in
+            do throws(SimulatorSeedConflict) {
+                return .success(try store.apply(seed, now: now))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
     // MARK: - Faults
 
     /// Adds a fault after those already injected (the first matching one applies).
