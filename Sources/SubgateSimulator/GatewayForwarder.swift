@@ -5,7 +5,8 @@ import NIOHTTP1
 
 /// Makes the gateway's calls to sellers' endpoints: a POST with the buyer's body and the
 /// gateway's headers, the answer collected up to `maxAnswerBytes`. No redirects are
-/// followed: a seller's endpoint is where the call goes.
+/// followed (a seller's endpoint is where the call goes) and a refused connection is not
+/// retried.
 final class GatewayForwarder: Sendable {
     /// Sellers' answers are JSON documents; anything larger is a failure.
     static let maxAnswerBytes = 1 << 20
@@ -17,6 +18,9 @@ final class GatewayForwarder: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         configuration.timeout = .init(connect: .seconds(5), read: timeout)
+        // A refused connection is the seller being down: answer 502 at once rather than
+        // retry until the connect timeout, so tests and buyers see the failure promptly.
+        configuration.connectionPool.retryConnectionEstablishment = false
         self.client = HTTPClient(eventLoopGroup: group, configuration: configuration)
         self.timeout = timeout
     }

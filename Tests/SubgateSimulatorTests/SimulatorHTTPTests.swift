@@ -31,15 +31,23 @@ import Testing
         await simulator.stop()
     }
 
-    static func send(_ url: String, method: HTTPMethod = .POST, key: String? = "am_k_demo", json: String? = nil) async throws -> Answer {
+    static func send(
+        _ url: String,
+        method: HTTPMethod = .POST,
+        key: String? = "am_k_demo",
+        headers extra: [(String, String)] = [],
+        json: String? = nil,
+        timeout: TimeAmount = .seconds(5)
+    ) async throws -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = method
         if let key { request.headers.add(name: "authorization", value: "Bearer \(key)") }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
         if let json {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
         let body = try await response.body.collect(upTo: 1 << 20)
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
