@@ -41,7 +41,9 @@ struct CrochetStore: Sendable {
 
     /// Why a seller cannot be created.
     enum SellerProblem: Error, Equatable {
+        /// Another seller has this `am_k_…` key.
         case keyTaken
+        /// Another seller has this id.
         case idTaken
     }
 

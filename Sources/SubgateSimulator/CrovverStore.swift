@@ -31,10 +31,15 @@ struct CrovverStore: Sendable {
 
     /// Why a tenant, pool or add-on cannot be created.
     enum SetupProblem: Error, Equatable {
+        /// A tenant with this id exists.
         case tenantExists
+        /// No tenant with this id.
         case unknownTenant
+        /// The tenant already has a pool with this key.
         case poolExists(String)
+        /// The tenant has no pool with this key.
         case unknownPool(String)
+        /// Credits below zero.
         case credits
     }
 
@@ -90,7 +95,9 @@ struct CrovverStore: Sendable {
 
     /// Why a consumption was refused before any pool was touched.
     enum ConsumeProblem: Error, Equatable {
+        /// No tenant with the call's `tenantId`.
         case unknownTenant
+        /// The tenant's plan has no pool with the call's `poolKey`.
         case unknownPool
     }
 

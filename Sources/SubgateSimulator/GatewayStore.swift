@@ -26,6 +26,7 @@ struct GatewayStore: Sendable {
     /// idempotency key.
     private var attempts: [AttemptKey: Attempt] = [:]
 
+    /// An `Idempotency-Key` is scoped to the API key that sent it.
     struct AttemptKey: Hashable, Sendable {
         var payerKey: String
         var idempotencyKey: String
@@ -41,9 +42,13 @@ struct GatewayStore: Sendable {
     // MARK: - Listings
 
     enum ListingProblem: Error, Equatable {
+        /// A listing with this id exists.
         case exists
+        /// No seller with the listing's seller id.
         case unknownSeller
+        /// Not above zero, or above `MicroDollars.maxPrice`.
         case price
+        /// Not an `http(s)://host…` URL without query or fragment.
         case endpoint
     }
 
@@ -186,6 +191,7 @@ struct GatewayStore: Sendable {
         return .success((currency, isSolana ? Self.solanaChainID : chainID, isSolana ? .solana : .evm))
     }
 
+    /// Why the origin currency and chain cannot be paid; `message` says what to send.
     struct RouteProblem: Error, Equatable {
         var message: String
     }

@@ -120,6 +120,8 @@ struct SimulatorPlan: Sendable {
 /// What serving a call comes to: an answer now, or a call to a seller's endpoint first
 /// (the gateway), whose outcome `SimulatorStore.finishForward` turns into the answer.
 enum SimulatorAction: Sendable {
+    /// Answer this.
     case respond(SimulatorResponse)
+    /// Call the seller's endpoint first; `SimulatorStore.finishForward` makes the answer.
     case forward(GatewayForward)
 }

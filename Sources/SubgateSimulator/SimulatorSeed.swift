@@ -6,7 +6,9 @@ import Foundation
 public struct SimulatorSeed: Sendable, Equatable {
     /// A time in a seed file: an ISO-8601 instant, or seconds from when the seed is applied.
     public enum Time: Sendable, Equatable {
+        /// This instant.
         case absolute(Date)
+        /// This many seconds after (negative: before) the seed is applied.
         case relative(seconds: Int)
 
         func resolve(_ now: Date) -> Date {
