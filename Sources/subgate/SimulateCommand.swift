@@ -15,46 +15,58 @@ struct SimulateCommand: AsyncParsableCommand {
         abstract: "Run the control-plane simulator (Crochet tokens and gateway, Crovver credits) for tests, the bench and local development.",
         discussion: """
             Crochet, under http://ADDR/api/v1 (point control_plane_url there):
-              POST /subscriptions/tokens/verify  {"token_hash"}          Authorization: Bearer am_k_...
-              POST /subscriptions/tokens/usage   {"token_hash","count"}  Authorization: Bearer am_k_...
-              POST /subscriptions/tokens/rotate  (the buyer)             Authorization: Bearer cro_sub_...
-              POST /gateway/:listingId           pay-per-call: 402, settle, retry with X-Crochet-Relay-Request-Id
-            The seller key am_k_demo always exists; creating a token registers its seller_key.
-            verify and usage allow --rate-limit calls per minute each per seller key, rotate 10 per
-            subscriber (sliding 60 s window); over it they answer 429 RATE_LIMITED with Retry-After.
+              POST /subscriptions/tokens/verify  {"token_hash"}          Bearer am_k_...
+              POST /subscriptions/tokens/usage   {"token_hash","count"}  Bearer am_k_...
+              POST /subscriptions/tokens/rotate  the buyer's             Bearer cro_sub_...
+              POST /gateway/:listingId           pay per call: 402, settle, then
+                                                 retry with X-Crochet-Relay-Request-Id
+            am_k_demo always exists. verify and usage allow --rate-limit calls a
+            minute each per seller key, rotate 10 per subscriber (sliding 60 s);
+            over it: 429 RATE_LIMITED with Retry-After.
 
             Crovver, under http://ADDR/api/public (point crovver_url there):
-              POST /credits/consume  {"tenantId","poolKey","amount","idempotencyKey","metadata"}
-                                     Authorization: Bearer sk_test_demo (or x-service-key)
+              POST /credits/consume  {"tenantId","poolKey","amount","idempotencyKey",
+                                     "metadata"}  Bearer sk_test_demo or x-service-key
 
-            Admin API (no authentication: keep it on loopback), JSON, under /_sim:
-              GET|POST /_sim/sellers                 {"seller_key","seller_id","gateway_secret"}
-              POST     /_sim/tokens                  create: {"token","seller_key","listing_id","subscriber_id",
-                                                     "usage_limit" (null: unlimited),"usage_count",
-                                                     "expires_at","status"}, all optional; answers the raw token
-              GET      /_sim/tokens[/HASH]           token state
-              POST     /_sim/tokens/HASH/revoke      revoke; .../rotate rotates as the buyer would
-              GET      /_sim/usage                   usage reports and units accepted per hash
-              GET|POST /_sim/listings[/ID]           {"listing_id","seller_id","endpoint","price_usd":"0.25"}
-              GET      /_sim/relays[/ID]             gateway relay requests and their payments
-              POST     /_sim/payments/ID/settle      the mock provider settles (relay or payment id)
-              GET      /_sim/ledger                  gateway charges: gross, 4.9% fee, seller share
-              GET|POST /_sim/tenants[/ID]            {"tenant_id","plan","pools":[{"pool_key","limit":"hard|soft",
-                                                     "credits","expires_at","addons":[{"credits","expires_at"}]}]}
-              POST     /_sim/tenants/ID/pools|addons add a pool; add add-on credits {"pool_key","credits"}
-              GET|POST /_sim/crovver-keys            {"key":"sk_live_..."}
-              GET      /_sim/calls                   calls per endpoint: total, max_per_minute, per_minute
-              POST     /_sim/faults                  {"endpoint":"verify|usage|rotate|consume|gateway|all",
-                                                     "status","retry_after","latency_ms","drop","hang",
-                                                     "drop_after_commit","times"}
-              GET      /_sim/faults, DELETE /_sim/faults
-              POST     /_sim/reset                   forget everything but am_k_demo and sk_test_demo
+            Admin API under /_sim (JSON, no authentication: keep it on loopback):
+              GET|POST /_sim/sellers             {"seller_key","seller_id",
+                                                 "gateway_secret"}
+              POST     /_sim/tokens              {"token","seller_key","listing_id",
+                                                 "subscriber_id","usage_limit" (null:
+                                                 unlimited),"usage_count","expires_at",
+                                                 "status"}, all optional; answers the
+                                                 raw token
+              GET      /_sim/tokens[/HASH]       token state
+              POST     /_sim/tokens/HASH/revoke  revoke; .../rotate rotates as the buyer
+              GET      /_sim/usage               usage reports, units accepted per hash
+              GET|POST /_sim/listings[/ID]       {"listing_id","seller_id","endpoint",
+                                                 "price_usd":"0.25","gateway_secret"}
+              GET      /_sim/relays[/ID]         gateway relay requests and payments
+              POST     /_sim/payments/ID/settle  the mock provider settles a payment
+                                                 (relay request id or payment id)
+              GET      /_sim/ledger              gateway charges: gross, 4.9% fee, seller
+              GET|POST /_sim/tenants[/ID]        {"tenant_id","plan","pools":[{"pool_key",
+                                                 "limit":"hard|soft","credits",
+                                                 "expires_at","addons":[{"credits",
+                                                 "expires_at"}]}]}; GET: credits, events
+              POST     /_sim/tenants/ID/pools    one pool, as above
+              POST     /_sim/tenants/ID/addons   {"pool_key","credits","expires_at"}
+              GET|POST /_sim/crovver-keys        {"key":"sk_live_..."}
+              GET      /_sim/calls               calls per endpoint: total,
+                                                 max_per_minute, per_minute
+              GET|POST /_sim/faults, DELETE      {"endpoint":"verify|usage|rotate|
+                                                 consume|gateway|all","times",
+                                                 "latency_ms", and one of "status"
+                                                 (+"retry_after"),"drop","hang",
+                                                 "drop_after_commit"}
+              POST     /_sim/reset               forget all but am_k_demo, sk_test_demo
 
-            --seed FILE creates sellers, listings, tokens, tenants and pools from a key=value file
-            (docs/simulator-seed.example.conf); a bad line exits 1 naming the file, line and key.
-            Prints 'simulator listening on http://HOST:PORT', then one 'token.NAME = cro_sub_...' line
-            per seed-file token, then, with --seed-tokens N, N raw tokens (seller am_k_demo, usage
-            limit 100), one per line.
+            --seed FILE creates sellers, listings, tokens, tenants and pools from a
+            key=value file (docs/simulator-seed.example.conf); a bad line exits 1
+            naming the file, line and key. Prints 'simulator listening on
+            http://HOST:PORT', then 'token.NAME = cro_sub_...' per seed-file token,
+            then, with --seed-tokens N, N raw tokens (seller am_k_demo, usage limit
+            100), one per line. docs/simulator.md has the details.
             """
     )
 
