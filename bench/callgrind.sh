@@ -36,8 +36,8 @@ http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100
 CONF
 nginx -c "$WORK/origin.conf" -p "$WORK" & PIDS+=($!)
 "$BIN" simulate --listen 127.0.0.1:$SIM > "$WORK/sim.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$SIM/_admin/calls" >/dev/null 2>&1 && break; sleep 0.1; done
-TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM/_admin/tokens" -H 'content-type: application/json' -d '{"usage_limit":null}' \
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$SIM/_sim/calls" >/dev/null 2>&1 && break; sleep 0.1; done
+TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM/_sim/tokens" -H 'content-type: application/json' -d '{"usage_limit":null}' \
   | sed -E 's/.*"token":"([^"]+)".*/\1/')
 cat > "$WORK/subgate.conf" <<CONF
 listen = 127.0.0.1:$SUBGATE

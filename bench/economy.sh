@@ -52,8 +52,8 @@ for _ in $(seq 600); do
   [ "$pending" = 0 ] && break; sleep 1
 done
 curl -sf "http://127.0.0.1:$ADMIN/metrics" > "$WORK/metrics.txt"
-curl -sf "http://127.0.0.1:$SIM/_admin/calls" > "$WORK/calls.json"
-curl -sf "http://127.0.0.1:$SIM/_admin/usage" > "$WORK/usage.json"
+curl -sf "http://127.0.0.1:$SIM/_sim/calls" > "$WORK/calls.json"
+curl -sf "http://127.0.0.1:$SIM/_sim/usage" > "$WORK/usage.json"
 python3 - "$WORK" <<'PY'
 import json, re, sys
 work = sys.argv[1]

@@ -37,7 +37,7 @@ taskset -c 0 nginx -c "$WORK/origin.conf" -p "$WORK" & PIDS+=($!)
 taskset -c 0 nginx -c "$WORK/proxy.conf" -p "$WORK" & PIDS+=($!)
 taskset -c 1 "$BIN" simulate --listen 127.0.0.1:$SIM > "$WORK/sim.log" 2>&1 & PIDS+=($!)
 sleep 1
-TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM/_admin/tokens" -H 'content-type: application/json' -d '{"usage_limit":null}' \
+TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM/_sim/tokens" -H 'content-type: application/json' -d '{"usage_limit":null}' \
   | sed -E 's/.*"token":"([^"]+)".*/\1/')
 cat > "$WORK/subgate.conf" <<CONF
 listen = 127.0.0.1:$SUBGATE

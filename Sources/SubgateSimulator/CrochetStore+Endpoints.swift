@@ -4,87 +4,7 @@ import NIOHTTP1
 /// Thrown inside the store to answer a call early (401, 429, 400, …).
 extension SimulatorResponse: Error {}
 
-// MARK: - Routing
-
 extension CrochetStore {
-    /// Decides what becomes of a request on its arrival: a seed endpoint's call is counted
-    /// and meets any injected fault; an admin call is answered at once.
-    mutating func plan(_ request: SimulatorRequest, now: Date) -> SimulatorPlan {
-        if request.path.hasPrefix("/_admin/") || request.path == "/_admin" {
-            return SimulatorPlan(latency: nil, outcome: .respond(self.admin(request, now: now)))
-        }
-        guard let endpoint = SimulatedEndpoint(path: Substring(request.path)) else {
-            let paths = SimulatedEndpoint.allCases.map(\.path).joined(separator: ", ")
-            return SimulatorPlan(
-                latency: nil,
-                outcome: .respond(.error(.notFound, "NOT_FOUND", "No such endpoint. This simulator serves POST \(paths) and the admin API under /_admin."))
-            )
-        }
-        guard request.method == .POST else {
-            return SimulatorPlan(
-                latency: nil,
-                outcome: .respond(.error(.notFound, "NOT_FOUND", "\(endpoint.path) takes POST, not \(request.method.rawValue)."))
-            )
-        }
-        return self.arrive(endpoint, request, now: now)
-    }
-
-    /// A call reached `endpoint`: count it, then apply the first matching fault, if any.
-    mutating func arrive(_ endpoint: SimulatedEndpoint, _ request: SimulatorRequest, now: Date) -> SimulatorPlan {
-        self.recordCall(endpoint, now: now)
-        guard let fault = self.takeFault(for: endpoint) else {
-            return SimulatorPlan(latency: nil, outcome: .serve(endpoint))
-        }
-        let outcome: SimulatorPlan.Outcome
-        if fault.drop {
-            outcome = .drop
-        } else if let status = fault.status {
-            outcome = .respond(Self.faultResponse(status: status, retryAfter: fault.retryAfter))
-        } else {
-            outcome = .serve(endpoint)
-        }
-        if endpoint == .usage {
-            switch outcome {
-            case .drop: self.recordUsageReport(JSONValue.parse(request.body), status: 0)
-            case .respond(let response): self.recordUsageReport(JSONValue.parse(request.body), status: Int(response.status.code))
-            case .serve: break  // recorded when served
-            }
-        }
-        return SimulatorPlan(latency: fault.latency, outcome: outcome)
-    }
-
-    /// Serves a call that met no fault (or only a latency fault).
-    mutating func serve(_ endpoint: SimulatedEndpoint, _ request: SimulatorRequest, now: Date) -> SimulatorResponse {
-        switch endpoint {
-        case .verify: return self.verify(request, now: now)
-        case .usage: return self.reportUsage(request, now: now)
-        case .rotate: return self.rotate(request, now: now)
-        }
-    }
-
-    /// The seed's error body for an injected status.
-    static func faultResponse(status: Int, retryAfter: Int?) -> SimulatorResponse {
-        let code: String
-        switch status {
-        case 400: code = "BAD_REQUEST"
-        case 401: code = "UNAUTHORIZED"
-        case 403: code = "FORBIDDEN"
-        case 404: code = "NOT_FOUND"
-        case 429: code = "RATE_LIMITED"
-        default: code = "INTERNAL_ERROR"
-        }
-        var headers: [(name: String, value: String)] = []
-        if status == 429 || retryAfter != nil {
-            headers.append(("Retry-After", String(retryAfter ?? 1)))
-        }
-        return .error(
-            HTTPResponseStatus(statusCode: status),
-            code,
-            "Injected fault: this call was answered \(status) by the simulator's /_admin/faults.",
-            headers: headers
-        )
-    }
-
     // MARK: - POST /subscriptions/tokens/verify
 
     /// `{"token_hash"}` → `{"valid":true,"data":{…}}`, or a bare `{"valid":false}` for a hash
@@ -202,7 +122,7 @@ extension CrochetStore {
         guard let key = Self.bearer(authorization), key.hasPrefix(Self.sellerKeyPrefix) else {
             throw .error(.unauthorized, "UNAUTHORIZED", "Missing API key: send 'Authorization: Bearer am_k_…' with your seller key.")
         }
-        guard self.sellerKeys.contains(key) else {
+        guard self.sellers[key] != nil else {
             throw .error(.unauthorized, "UNAUTHORIZED", "Invalid API key: no seller has this am_k_… key.")
         }
         return key

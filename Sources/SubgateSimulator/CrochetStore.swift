@@ -1,13 +1,12 @@
 import Foundation
 
-/// The simulated Crochet control plane as a plain value: tokens, seller keys, rate budgets,
-/// call statistics, usage reports and injected faults.
-///
-/// Every operation takes `now`, so tests drive time instead of sleeping; the `Simulator`
-/// keeps one of these behind a lock and passes the wall clock.
+/// The simulated Crochet token API (seed 000) as a plain value: sellers, tokens, rate
+/// budgets and usage reports. Part of `SimulatorStore`; every operation takes `now`.
 struct CrochetStore: Sendable {
     /// The seller key that always exists.
     static let demoSellerKey = "am_k_demo"
+    /// Its seller id.
+    static let demoSellerID = "demo"
     /// Seller keys start with this (seed 000: `Authorization: Bearer am_k_…`).
     static let sellerKeyPrefix = "am_k_"
 
@@ -16,39 +15,75 @@ struct CrochetStore: Sendable {
     /// The budget of `tokens/rotate` per subscriber per 60 s (the seed: 10/min).
     let rotatePerMinute: Int
 
-    /// Start of the call statistics' minutes.
-    private(set) var startedAt: Date
     /// By hash.
     private(set) var tokens: [String: SimulatedToken] = [:]
-    /// Keys the API accepts: the demo key and every key a token was created for.
-    private(set) var sellerKeys: Set<String> = [CrochetStore.demoSellerKey]
+    /// By seller key: the demo seller and every seller created or named by a token.
+    private(set) var sellers: [String: SimulatedSeller] = [
+        CrochetStore.demoSellerKey: SimulatedSeller(sellerID: CrochetStore.demoSellerID, sellerKey: CrochetStore.demoSellerKey)
+    ]
     /// Every `tokens/usage` call, answered or dropped, in order.
     private(set) var usageReports: [SimulatedUsageReport] = []
     /// Units accepted (answered 200) per hash.
     private(set) var acceptedUnits: [String: Int] = [:]
     private(set) var totalAcceptedUnits = 0
-    /// Injected faults, in injection order.
-    private(set) var faults: [SimulatedFault] = []
 
     private var limiter = SlidingWindowLimiter(window: 60)
-    private var calls: [SimulatedEndpoint: EndpointCallLog] = [:]
 
-    init(ratePerMinute: Int = 300, rotatePerMinute: Int = 10, now: Date) {
+    init(ratePerMinute: Int = 300, rotatePerMinute: Int = 10) {
         self.ratePerMinute = ratePerMinute
         self.rotatePerMinute = rotatePerMinute
-        self.startedAt = now
     }
 
-    /// Back to a fresh start: no tokens, reports, statistics or faults; only the demo key.
-    mutating func reset(now: Date) {
-        self = CrochetStore(ratePerMinute: self.ratePerMinute, rotatePerMinute: self.rotatePerMinute, now: now)
+    /// Keys the API accepts.
+    var sellerKeys: Set<String> { Set(self.sellers.keys) }
+
+    // MARK: - Sellers
+
+    /// Why a seller cannot be created.
+    enum SellerProblem: Error, Equatable {
+        /// Another seller has this `am_k_…` key.
+        case keyTaken
+        /// Another seller has this id.
+        case idTaken
+    }
+
+    /// Adds a seller; its key and its id must both be new.
+    mutating func createSeller(_ seller: SimulatedSeller) throws(SellerProblem) {
+        guard self.sellers[seller.sellerKey] == nil else { throw .keyTaken }
+        guard self.seller(id: seller.sellerID) == nil else { throw .idTaken }
+        self.sellers[seller.sellerKey] = seller
+    }
+
+    func seller(id: String) -> SimulatedSeller? {
+        self.sellers.values.first { $0.sellerID == id }
+    }
+
+    func seller(key: String) -> SimulatedSeller? {
+        self.sellers[key]
+    }
+
+    /// The seller with this key, created when new, its id the key without `am_k_` (made
+    /// unique with a suffix when another seller already has it).
+    mutating func registerSeller(key: String) -> SimulatedSeller {
+        if let seller = self.sellers[key] { return seller }
+        let base = key.hasPrefix(Self.sellerKeyPrefix) ? String(key.dropFirst(Self.sellerKeyPrefix.count)) : key
+        var id = base
+        var suffix = 2
+        while self.seller(id: id) != nil {
+            id = "\(base)_\(suffix)"
+            suffix += 1
+        }
+        let seller = SimulatedSeller(sellerID: id, sellerKey: key)
+        self.sellers[key] = seller
+        return seller
     }
 
     // MARK: - Tokens
 
     /// Stores a new token and registers its seller key; returns the raw token (the only
-    /// time it exists) and its hash. The state is stored as given: an `active` token may be
-    /// created with nothing remaining, to test what a proxy does with it.
+    /// time it exists, unless `raw` chose it) and its hash. The state is stored as given:
+    /// an `active` token may be created with nothing remaining, to test what a proxy does
+    /// with it.
     mutating func createToken(
         sellerKey: String = CrochetStore.demoSellerKey,
         listingID: String = "lst_demo",
@@ -56,11 +91,12 @@ struct CrochetStore: Sendable {
         usageLimit: Int? = 100,
         usageCount: Int = 0,
         expiresAt: Date? = nil,
-        status: String = SimulatedToken.active
+        status: String = SimulatedToken.active,
+        raw chosen: String? = nil
     ) -> (token: String, hash: String) {
-        let raw = RawToken.generate()
+        let raw = chosen ?? RawToken.generate()
         let hash = RawToken.hash(raw)
-        self.sellerKeys.insert(sellerKey)
+        _ = self.registerSeller(key: sellerKey)
         self.tokens[hash] = SimulatedToken(
             hash: hash,
             tokenID: RawToken.generateID(),
@@ -114,16 +150,7 @@ struct CrochetStore: Sendable {
         return (raw, newHash)
     }
 
-    // MARK: - Statistics
-
-    /// Calls that reached `endpoint`, rejected and faulted ones included.
-    func callLog(_ endpoint: SimulatedEndpoint) -> EndpointCallLog {
-        self.calls[endpoint] ?? EndpointCallLog()
-    }
-
-    mutating func recordCall(_ endpoint: SimulatedEndpoint, now: Date) {
-        self.calls[endpoint, default: EndpointCallLog()].record(at: now, since: self.startedAt)
-    }
+    // MARK: - Reports and budgets
 
     mutating func recordUsageReport(tokenHash: String, count: Int, status: Int) {
         self.usageReports.append(SimulatedUsageReport(tokenHash: tokenHash, count: count, status: status))
@@ -137,34 +164,5 @@ struct CrochetStore: Sendable {
     mutating func admit(_ endpoint: SimulatedEndpoint, owner: String, now: Date) -> SlidingWindowLimiter.Decision {
         let limit = endpoint == .rotate ? self.rotatePerMinute : self.ratePerMinute
         return self.limiter.admit(.init(endpoint: endpoint, owner: owner), limit: limit, now: now)
-    }
-
-    // MARK: - Faults
-
-    mutating func injectFault(_ fault: SimulatedFault) {
-        self.faults.append(fault)
-    }
-
-    /// Removes every fault; how many there were.
-    @discardableResult
-    mutating func clearFaults() -> Int {
-        defer { self.faults.removeAll() }
-        return self.faults.count
-    }
-
-    /// The first fault for `endpoint`, used up by one call.
-    mutating func takeFault(for endpoint: SimulatedEndpoint) -> SimulatedFault? {
-        guard let index = self.faults.firstIndex(where: { $0.endpoint == nil || $0.endpoint == endpoint }) else {
-            return nil
-        }
-        let fault = self.faults[index]
-        if let times = fault.times {
-            if times <= 1 {
-                self.faults.remove(at: index)
-            } else {
-                self.faults[index].times = times - 1
-            }
-        }
-        return fault
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Every call that reached one endpoint, rejected and faulted ones included (`/_admin/calls`).
+/// Every call that reached one endpoint, rejected and faulted ones included (`/_sim/calls`).
 struct EndpointCallLog: Sendable {
     /// Calls since the simulator started (or was reset).
     private(set) var total = 0

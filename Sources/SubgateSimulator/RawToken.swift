@@ -21,12 +21,13 @@ enum RawToken {
         self.hex(SHA256.hash(data: Data(raw.utf8)))
     }
 
-    private static func randomHex(bytes count: Int) -> String {
+    /// `count` random bytes as lowercase hex (ids the simulator hands out).
+    static func randomHex(bytes count: Int) -> String {
         var generator = SystemRandomNumberGenerator()
         return self.hex((0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
     }
 
-    private static func hex(_ bytes: some Sequence<UInt8>) -> String {
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for byte in bytes {

@@ -1,10 +1,18 @@
-/// A fault the simulator injects into calls to the seed endpoints (`/_admin/faults`).
+/// A fault the simulator injects into calls to the seed endpoints (`/_sim/faults`).
 ///
 /// The first fault, in injection order, whose `endpoint` matches a call applies to it:
-/// the answer waits `latency`, then the connection is closed unanswered (`drop`), or the
-/// call is answered with `status` and the seed's error body, or, with neither, the call is
-/// served normally. A faulted call is still counted in the call statistics but never uses
-/// the rate budget. After `times` calls the fault is gone; nil means until cleared.
+/// the answer waits `latency`, then one of
+/// - `drop`: the connection is closed unanswered and nothing is applied;
+/// - `hang`: no answer ever comes and nothing is applied; the connection stays open until
+///   the client gives up (or the simulator stops);
+/// - `dropAfterCommit`: the call is served, so whatever it changes is committed (usage
+///   added, credits deducted, the gateway's forward and ledger entry made), then the
+///   connection is closed without the answer: an answer lost in flight;
+/// - `status`: the call is answered with that status and the seed's error body;
+/// - none of them: the call is served normally.
+/// A faulted call is still counted in the call statistics but never uses the rate budget
+/// (a `dropAfterCommit` call is served, so it does). After `times` calls the fault is gone;
+/// nil means until cleared.
 public struct SimulatedFault: Sendable, Equatable {
     /// The endpoint it applies to; nil for every endpoint.
     public var endpoint: SimulatedEndpoint?
@@ -13,10 +21,14 @@ public struct SimulatedFault: Sendable, Equatable {
     public var status: Int?
     /// `Retry-After` seconds: always sent with 429 (1 when nil), with other statuses when set.
     public var retryAfter: Int?
-    /// How long to wait before answering (or dropping).
+    /// How long to wait before answering (or dropping, or committing).
     public var latency: Duration?
-    /// Close the connection without answering.
+    /// Close the connection without answering; nothing is applied.
     public var drop: Bool
+    /// Never answer; nothing is applied.
+    public var hang: Bool
+    /// Apply the call, then close the connection without answering.
+    public var dropAfterCommit: Bool
     /// How many calls it applies to; nil for every call until cleared.
     public var times: Int?
 
@@ -26,6 +38,8 @@ public struct SimulatedFault: Sendable, Equatable {
         retryAfter: Int? = nil,
         latency: Duration? = nil,
         drop: Bool = false,
+        hang: Bool = false,
+        dropAfterCommit: Bool = false,
         times: Int? = nil
     ) {
         self.endpoint = endpoint
@@ -33,6 +47,8 @@ public struct SimulatedFault: Sendable, Equatable {
         self.retryAfter = retryAfter
         self.latency = latency
         self.drop = drop
+        self.hang = hang
+        self.dropAfterCommit = dropAfterCommit
         self.times = times
     }
 }

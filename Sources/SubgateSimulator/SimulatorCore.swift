@@ -5,23 +5,23 @@ import Synchronization
 /// Everything a running simulator shares between its connections, behind one lock: the
 /// store, and the open connections so that `stop()` can close them.
 struct SimulatorState: Sendable {
-    var store: CrochetStore
+    var store: SimulatorStore
     var connections: [ObjectIdentifier: any Channel] = [:]
     var stopped = false
 }
 
-/// The lock-holding driver around `CrochetStore`: it reads the wall clock, mutates the
+/// The lock-holding driver around `SimulatorStore`: it reads the wall clock, mutates the
 /// store under the lock, and hands the decision back to the channel handler, which does
 /// the I/O outside the lock.
 final class SimulatorCore: Sendable {
     private let state: Mutex<SimulatorState>
 
-    init(store: CrochetStore) {
+    init(store: SimulatorStore) {
         self.state = Mutex(SimulatorState(store: store))
     }
 
     /// Runs `body` on the store under the lock, with the current time.
-    func withStore<Result: Sendable>(_ body: (inout CrochetStore, Date) -> Result) -> Result {
+    func withStore<Result: Sendable>(_ body: (inout SimulatorStore, Date) -> Result) -> Result {
         let now = Date()
         return self.state.withLock { state in body(&state.store, now) }
     }
@@ -30,8 +30,12 @@ final class SimulatorCore: Sendable {
         self.withStore { store, now in store.plan(request, now: now) }
     }
 
-    func serve(_ endpoint: SimulatedEndpoint, _ request: SimulatorRequest) -> SimulatorResponse {
+    func serve(_ endpoint: SimulatedEndpoint, _ request: SimulatorRequest) -> SimulatorAction {
         self.withStore { store, now in store.serve(endpoint, request, now: now) }
+    }
+
+    func finishForward(_ forward: GatewayForward, _ outcome: SellerOutcome) -> SimulatorResponse {
+        self.withStore { store, now in store.finishForward(forward, outcome, now: now) }
     }
 
     // MARK: - Connections

@@ -3,7 +3,9 @@ import NIOCore
 import NIOHTTP1
 
 /// The channel shell around `SimulatorCore`: collects a request, asks for the plan, waits
-/// an injected latency on the event loop, then answers or drops the connection.
+/// an injected latency on the event loop, then answers, drops or hangs; a gateway call
+/// that the store forwards is made through the `GatewayForwarder` and its outcome handed
+/// back to the store for the answer.
 final class SimulatorHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -12,12 +14,14 @@ final class SimulatorHandler: ChannelInboundHandler {
     static let maxBodyBytes = 1 << 20
 
     private let core: SimulatorCore
+    private let forwarder: GatewayForwarder
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var bodyTooLarge = false
 
-    init(core: SimulatorCore) {
+    init(core: SimulatorCore, forwarder: GatewayForwarder) {
         self.core = core
+        self.forwarder = forwarder
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -53,12 +57,7 @@ final class SimulatorHandler: ChannelInboundHandler {
             return
         }
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let request = SimulatorRequest(
-            method: head.method,
-            path: String(path),
-            authorization: head.headers.first(name: "authorization"),
-            body: Data(self.body)
-        )
+        let request = SimulatorRequest(method: head.method, path: String(path), headers: head.headers, body: Data(self.body))
         let plan = self.core.plan(request)
         guard let latency = plan.latency else {
             self.finish(plan.outcome, request, keepAlive: keepAlive, context: context)
@@ -76,13 +75,40 @@ final class SimulatorHandler: ChannelInboundHandler {
             self.write(response, keepAlive: keepAlive, context: context)
         case .drop:
             context.close(promise: nil)
+        case .hang:
+            break
         case .serve(let endpoint):
-            self.write(self.core.serve(endpoint, request), keepAlive: keepAlive, context: context)
+            self.serve(endpoint, request, answer: true, keepAlive: keepAlive, context: context)
+        case .serveThenDrop(let endpoint):
+            self.serve(endpoint, request, answer: false, keepAlive: keepAlive, context: context)
+        }
+    }
+
+    /// Serves the call (committing what it changes); then answers, or closes unanswered.
+    private func serve(_ endpoint: SimulatedEndpoint, _ request: SimulatorRequest, answer: Bool, keepAlive: Bool, context: ChannelHandlerContext) {
+        let deliver = { (response: SimulatorResponse) in
+            if answer {
+                self.write(response, keepAlive: keepAlive, context: context)
+            } else {
+                context.close(promise: nil)
+            }
+        }
+        switch self.core.serve(endpoint, request) {
+        case .respond(let response):
+            deliver(response)
+        case .forward(let forward):
+            // The forward completes, and is recorded, even when the buyer has gone.
+            let core = self.core
+            self.forwarder.forward(forward, on: context.eventLoop).assumeIsolated().whenSuccess { outcome in
+                let response = core.finishForward(forward, outcome)
+                guard context.channel.isActive else { return }
+                deliver(response)
+            }
         }
     }
 
     private func write(_ response: SimulatorResponse, keepAlive: Bool, context: ChannelHandlerContext) {
-        let body = context.channel.allocator.buffer(string: response.body.rendered)
+        let body = context.channel.allocator.buffer(bytes: response.bytes)
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(body.readableBytes))

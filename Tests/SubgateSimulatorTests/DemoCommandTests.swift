@@ -10,7 +10,7 @@ import Testing
 @Suite("subgate demo")
 struct DemoCommandTests {
     /// The simulator's admin API prefix (docs/simulator.md).
-    static let simulatorAdmin = "/_admin"
+    static let simulatorAdmin = "/_sim"
 
     /// What the banner says, parsed the way a reader would: `name  value` lines.
     struct Banner {
@@ -18,6 +18,7 @@ struct DemoCommandTests {
         var admin: String
         var simulator: String
         var tokens: [String: String]
+        var crovverTenant: String?
 
         init?(_ text: String) {
             var urls: [String: String] = [:]
@@ -28,6 +29,7 @@ struct DemoCommandTests {
                 let (name, value) = (String(words[0]), String(words[1]))
                 if ["proxy", "admin", "simulator"].contains(name), value.hasPrefix("http://") { urls[name] = value }
                 if ["healthy", "three-left", "expiring", "revoked"].contains(name), value.hasPrefix("cro_sub_") { tokens[name] = value }
+                if name == "tenant" { self.crovverTenant = value }
             }
             guard let proxy = urls["proxy"], let admin = urls["admin"], let simulator = urls["simulator"], tokens.count == 4 else { return nil }
             (self.proxy, self.admin, self.simulator, self.tokens) = (proxy, admin, simulator, tokens)
@@ -127,6 +129,17 @@ struct DemoCommandTests {
             "expiring: its \(expiringServed) served requests reported; simulator says \(usage.body)"
         )
         #expect(reports.allSatisfy { $0["token_hash"] as? String != Self.hash(banner.tokens["revoked"] ?? "") }, "a refused request is never billed; simulator says \(usage.body)")
+
+        // The printed Crovver tenant exists in the simulator, with 8 credits in api_calls.
+        var consume = HTTPClientRequest(url: banner.simulator + "/api/public/credits/consume")
+        consume.method = .POST
+        consume.headers.add(name: "authorization", value: "Bearer sk_test_demo")
+        consume.headers.add(name: "content-type", value: "application/json")
+        consume.body = .bytes(ByteBuffer(string: #"{"tenantId":"\#(banner.crovverTenant ?? "-")","poolKey":"api_calls","amount":1,"idempotencyKey":"demo-test-1"}"#))
+        let consumed = try await HTTPClient.shared.execute(consume, timeout: .seconds(10))
+        let consumedBody = String(buffer: try await consumed.body.collect(upTo: 1 << 16))
+        #expect(consumed.status == .ok && consumedBody.contains(#""result":"allowed""#) && consumedBody.contains(#""remaining":7"#),
+                "the demo's Crovver tenant \(banner.crovverTenant ?? "(not printed)") consumes from 8 credits: \(consumedBody)")
 
         kill(demo.process.processIdentifier, SIGINT)
         #expect(try await demo.exitStatus(within: .seconds(30)) == 0, "Ctrl-C exits 0:\n\(demo.log)")

@@ -75,11 +75,53 @@ extension SimulatorHTTPTests {
     func simulateUsage() async throws {
         let help = try Subgate(["simulate", "--help"])
         #expect(try await help.exitStatus(within: .seconds(10)) == 0)
-        for route in ["/_admin/tokens", "/_admin/usage", "/_admin/calls", "/_admin/faults", "/_admin/reset", "--rate-limit", "--seed-tokens"] {
+        for route in [
+            "/_sim/sellers", "/_sim/tokens", "/_sim/usage", "/_sim/listings", "/_sim/relays", "/_sim/payments/ID/settle", "/_sim/ledger",
+            "/_sim/tenants", "/_sim/crovver-keys", "/_sim/calls", "/_sim/faults", "/_sim/reset", "drop_after_commit", "/credits/consume",
+            "/gateway/:listingId", "--rate-limit", "--seed-tokens", "--seed FILE",
+        ] {
             #expect(help.log.contains(route), "--help mentions \(route)")
         }
         let bad = try Subgate(["simulate", "--listen", "localhost"])
         #expect(try await bad.exitStatus(within: .seconds(10)) == 64, "EX_USAGE:\n\(bad.log)")
         #expect(bad.log.contains("--listen 'localhost': `localhost` has no port"))
+        #expect(!help.log.contains("/_admin"), "the admin prefix is /_sim now")
+    }
+
+    @Test("subgate simulate --seed creates the example file's fixtures and prints its tokens by name")
+    func simulateSeedFile() async throws {
+        let subgate = try Subgate(["simulate", "--listen", "127.0.0.1:0", "--seed", SimulatorSeedParserTests.exampleFile])
+        let lines = try await subgate.lines(count: 6)
+        guard lines.count >= 6, let url = lines[0].split(separator: " ").last else {
+            Issue.record("unexpected output:\n\(subgate.log)")
+            return
+        }
+        let names: [String] = lines[1...5].map { line in String(line.prefix { $0 != " " }) }
+        #expect(names == ["token.healthy", "token.unlimited", "token.almost_used_up", "token.expired", "token.rotated"], "\(lines)")
+        #expect(lines[1] == "token.healthy = cro_sub_0123456789abcdef0123456789abcdef")
+        let verify = try await Self.send("\(url)/api/v1/subscriptions/tokens/verify", key: "am_k_acme", json: #"{"token_hash":"\#(sha256Hex("cro_sub_0123456789abcdef0123456789abcdef"))"}"#)
+        #expect(verify.status == 200 && verify.json["valid"] as? Bool == true, "the seeded seller's own token: \(verify.body)")
+        let consume = try await Self.send(
+            "\(url)/api/public/credits/consume",
+            key: "sk_test_acme",
+            json: #"{"tenantId":"workspace_123","poolKey":"api_calls","amount":1,"idempotencyKey":"cli-1"}"#
+        )
+        #expect(consume.body == #"{"success":true,"data":{"result":"allowed","remaining":1349,"alreadyProcessed":false,"poolKey":"api_calls"}}"#, "\(consume.body)")
+        kill(subgate.process.processIdentifier, SIGTERM)
+        #expect(try await subgate.exitStatus(within: .seconds(10)) == 0, "SIGTERM stops it cleanly:\n\(subgate.log)")
+    }
+
+    @Test("subgate simulate --seed with a bad line exits 1 naming the file, the line and the key")
+    func simulateBadSeedFile() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-seed-\(UUID().uuidString).conf")
+        try "# fixture\ntoken.a.usage_limit = 5\ntoken.a.usage_limt = 5\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let subgate = try Subgate(["simulate", "--listen", "127.0.0.1:0", "--seed", file.path])
+        #expect(try await subgate.exitStatus(within: .seconds(10)) == 1, "a bad seed file is a start-up failure:\n\(subgate.log)")
+        #expect(subgate.log.contains("\(file.path):3: token.a.usage_limt: unknown field `usage_limt`"), "\(subgate.log)")
+        #expect(!subgate.log.contains("simulator listening"), "nothing starts on a bad seed file")
+        let missing = try Subgate(["simulate", "--listen", "127.0.0.1:0", "--seed", "/nonexistent/seed.conf"])
+        #expect(try await missing.exitStatus(within: .seconds(10)) == 1)
+        #expect(missing.log.contains("/nonexistent/seed.conf: cannot read the seed file"), "\(missing.log)")
     }
 }

@@ -31,15 +31,23 @@ import Testing
         await simulator.stop()
     }
 
-    static func send(_ url: String, method: HTTPMethod = .POST, key: String? = "am_k_demo", json: String? = nil) async throws -> Answer {
+    static func send(
+        _ url: String,
+        method: HTTPMethod = .POST,
+        key: String? = "am_k_demo",
+        headers extra: [(String, String)] = [],
+        json: String? = nil,
+        timeout: TimeAmount = .seconds(5)
+    ) async throws -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = method
         if let key { request.headers.add(name: "authorization", value: "Bearer \(key)") }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
         if let json {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
         let body = try await response.body.collect(upTo: 1 << 20)
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
@@ -107,20 +115,20 @@ import Testing
     @Test("faults injected through the admin API answer their status, are counted, and clear")
     func adminFaults() async throws {
         try await Self.withSimulator { simulator in
-            let created = try await Self.send(simulator.rootURL + "/_admin/tokens", key: nil, json: #"{"usage_limit":null}"#)
+            let created = try await Self.send(simulator.rootURL + "/_sim/tokens", key: nil, json: #"{"usage_limit":null}"#)
             #expect(created.status == 201, "\(created.body)")
             let hash = created.json["token_hash"] as? String ?? ""
             #expect(simulator.tokenState(hash: hash)?.usageLimit == nil)
-            let fault = try await Self.send(simulator.rootURL + "/_admin/faults", key: nil, json: #"{"endpoint":"usage","status":503,"retry_after":2}"#)
+            let fault = try await Self.send(simulator.rootURL + "/_sim/faults", key: nil, json: #"{"endpoint":"usage","status":503,"retry_after":2}"#)
             #expect(fault.status == 201, "\(fault.body)")
             let faulted = try await Self.usage(simulator, hash, 5)
             #expect(faulted.status == 503 && faulted.errorCode == "INTERNAL_ERROR" && faulted.headers["retry-after"] == "2", "\(faulted.body)")
-            #expect(try await Self.send(simulator.rootURL + "/_admin/faults", method: .DELETE, key: nil).body == #"{"cleared":1}"#)
+            #expect(try await Self.send(simulator.rootURL + "/_sim/faults", method: .DELETE, key: nil).body == #"{"cleared":1}"#)
             #expect(try await Self.usage(simulator, hash, 5).status == 200)
-            let usage = try await Self.send(simulator.rootURL + "/_admin/usage", method: .GET, key: nil)
+            let usage = try await Self.send(simulator.rootURL + "/_sim/usage", method: .GET, key: nil)
             #expect(usage.body.contains(#""totals":{"\#(hash)":5}"#), "the faulted report is listed but not totalled: \(usage.body)")
             #expect(simulator.usageReports.map(\.status) == [503, 200])
-            let calls = try await Self.send(simulator.rootURL + "/_admin/calls", method: .GET, key: nil)
+            let calls = try await Self.send(simulator.rootURL + "/_sim/calls", method: .GET, key: nil)
             #expect(((calls.json["usage"] as? [String: Any])?["total"] as? Int) == 2, "\(calls.body)")
         }
     }

@@ -27,27 +27,47 @@ func adminCall(_ method: HTTPMethod, _ path: String, _ json: String = "") -> Sim
     SimulatorRequest(method: method, path: path, body: Data(json.utf8))
 }
 
-/// A `CrochetStore` in a box, so that `#expect` can call its mutating methods; its
-/// properties read through.
+/// A `SimulatorStore` in a box, so that `#expect` can call its mutating methods; its
+/// properties, and its Crochet store's, read through (`store.faults`, `store.tokens`).
 @dynamicMemberLookup
 final class StoreHarness {
-    var store: CrochetStore
+    var store: SimulatorStore
 
     init(ratePerMinute: Int = 300, now: Date = t0) {
-        self.store = CrochetStore(ratePerMinute: ratePerMinute, now: now)
+        self.store = SimulatorStore(ratePerMinute: ratePerMinute, now: now)
     }
 
-    subscript<Value>(dynamicMember keyPath: KeyPath<CrochetStore, Value>) -> Value {
+    subscript<Value>(dynamicMember keyPath: KeyPath<SimulatorStore, Value>) -> Value {
         self.store[keyPath: keyPath]
     }
 
+    subscript<Value>(dynamicMember keyPath: KeyPath<CrochetStore, Value>) -> Value {
+        self.store.crochet[keyPath: keyPath]
+    }
+
     /// What the handler would do with a request at `now`, latency ignored: the answer, or
-    /// status 0 when the connection would be dropped unanswered.
-    func call(_ request: SimulatorRequest, at now: Date) -> SimulatorResponse {
+    /// status 0 when the connection would be dropped, hung or closed after the commit. A
+    /// gateway forward is answered by `seller` (by default: no seller answers).
+    func call(
+        _ request: SimulatorRequest,
+        at now: Date,
+        seller: (GatewayForward) -> SellerOutcome = { _ in .failed("no seller in this test") }
+    ) -> SimulatorResponse {
+        let unanswered = SimulatorResponse(HTTPResponseStatus(statusCode: 0), .null)
         switch self.store.plan(request, now: now).outcome {
         case .respond(let response): return response
-        case .drop: return SimulatorResponse(HTTPResponseStatus(statusCode: 0), .null)
-        case .serve(let endpoint): return self.store.serve(endpoint, request, now: now)
+        case .drop, .hang: return unanswered
+        case .serve(let endpoint): return self.serve(endpoint, request, at: now, seller: seller)
+        case .serveThenDrop(let endpoint):
+            _ = self.serve(endpoint, request, at: now, seller: seller)
+            return unanswered
+        }
+    }
+
+    private func serve(_ endpoint: SimulatedEndpoint, _ request: SimulatorRequest, at now: Date, seller: (GatewayForward) -> SellerOutcome) -> SimulatorResponse {
+        switch self.store.serve(endpoint, request, now: now) {
+        case .respond(let response): return response
+        case .forward(let forward): return self.store.finishForward(forward, seller(forward), now: now)
         }
     }
 
@@ -64,7 +84,7 @@ final class StoreHarness {
         expiresAt: Date? = nil,
         status: String = "active"
     ) -> (token: String, hash: String) {
-        self.store.createToken(
+        self.store.crochet.createToken(
             sellerKey: sellerKey,
             listingID: listingID,
             subscriberID: subscriberID,
@@ -76,7 +96,7 @@ final class StoreHarness {
     }
 
     func token(hash: String, now: Date) -> SimulatedToken? {
-        self.store.token(hash: hash, now: now)
+        self.store.crochet.token(hash: hash, now: now)
     }
 
     func callLog(_ endpoint: SimulatedEndpoint) -> EndpointCallLog {
