@@ -1,3 +1,4 @@
+import SubgateCore
 import Foundation
 import NIOHTTP1
 

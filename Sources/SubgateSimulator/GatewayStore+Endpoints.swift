@@ -1,3 +1,4 @@
+import SubgateCore
 import Crypto
 import Foundation
 import NIOHTTP1

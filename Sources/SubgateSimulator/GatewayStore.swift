@@ -1,3 +1,4 @@
+import SubgateCore
 import Foundation
 
 /// The simulated Crochet pay-per-call gateway (seed 001) as a plain value: listings, relay
@@ -5,8 +6,8 @@ import Foundation
 /// every operation that depends on time takes `now`. Bodies are never kept, only their
 /// SHA-256.
 struct GatewayStore: Sendable {
-    /// The marketplace fee in thousandths: 4.9 %.
-    static let feePerMille = 49
+    /// The marketplace fee in thousandths: 4.9 % (SubgateCore's, which Subgate's `/status` uses too).
+    static let feePerMille = GatewayFee.feePerMille
     /// EVM provider routes refuse calls cheaper than this ($0.10).
     static let evmRouteMinimumMicroUSD = 100_000
     /// `retry_after_seconds` of a 202 while the payment is not settled.

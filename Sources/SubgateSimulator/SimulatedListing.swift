@@ -1,3 +1,4 @@
+import SubgateCore
 /// A listing sold through the Crochet gateway (seed 001): whose it is, where its calls go
 /// and what one call costs.
 public struct SimulatedListing: Sendable, Equatable {

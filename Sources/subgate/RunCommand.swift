@@ -75,14 +75,17 @@ enum ProxyStack {
     ) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let readiness = Readiness()
         let (enforcer, enforcement) = try await EnforcementSetup.make(config: config, readiness: readiness, logger: logger)
-        let server = ProxyServer(config: config, group: group, metrics: ProxyMetrics(), logger: logger, enforcer: enforcer)
+        let relays = try RelayLedger.open(config: config, logger: logger)
+        let server = ProxyServer(config: config, group: group, metrics: ProxyMetrics(), logger: logger, enforcer: enforcer, relays: relays)
         let admin = AdminServer(
             config: config,
             group: group,
             readiness: readiness,
             sources: AdminServer.Sources(
                 renderMetrics: { registry.emitToString() },
-                statusFields: { [("open_connections", String(server.openConnections))] + enforcer.statusFields() },
+                statusFields: {
+                    [("open_connections", String(server.openConnections))] + enforcer.statusFields() + (relays?.statusFields() ?? [])
+                },
                 flush: { await enforcer.flushNow() }
             )
         )

@@ -55,6 +55,12 @@ struct ConfigRenderingTests {
             ("crovver_pool", "api_calls"),
             ("crovver_amount", "1"),
             ("gateway_secret", "(unset)"),
+            // Beyond SPEC §2's table: the gateway-relayed calls of SPEC §6 (docs/configuration.md).
+            ("relay_store", "./subgate-relay.store"),
+            ("relay_ttl", "24h"),
+            ("relay_max_entries", "10000"),
+            ("relay_max_answer_bytes", "16k"),
+            ("gateway_price_per_call", "(unset)"),
         ]
         #expect(settings.map(\.key) == expected.map(\.0), "effectiveSettings() must list SPEC §2's keys in its order")
         for ((key, value), (expectedKey, expectedValue)) in zip(settings, expected) where key == expectedKey {

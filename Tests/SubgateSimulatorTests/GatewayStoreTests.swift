@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import SubgateCore
 import Testing
 @testable import SubgateSimulator
 

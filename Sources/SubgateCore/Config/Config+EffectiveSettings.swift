@@ -67,6 +67,11 @@ extension Config {
         case .crovverPool: return self.crovverPool
         case .crovverAmount: return "\(self.crovverAmount)"
         case .gatewaySecret: return ConfigRendering.secret(self.gatewaySecret)
+        case .relayStore: return self.relayStore ?? "off"
+        case .relayTTL: return ConfigRendering.duration(self.relayTTL)
+        case .relayMaxEntries: return "\(self.relayMaxEntries)"
+        case .relayMaxAnswerBytes: return ConfigRendering.size(self.relayMaxAnswerBytes)
+        case .gatewayPricePerCall: return self.gatewayPricePerCallMicros.map(MicroDollars.format) ?? "(unset)"
         }
     }
 }

@@ -116,6 +116,18 @@ public struct Config: Sendable, Equatable {
     public var crovverAmount: Int = 1
     /// `gateway_secret`: marks a request as relayed by the Crochet gateway.
     public var gatewaySecret: Secret? = nil
+    /// `relay_store`: where relayed calls' outcomes are kept across restarts; nil (`off`) keeps
+    /// them in memory only.
+    public var relayStore: String? = "./subgate-relay.store"
+    /// `relay_ttl`: how long a relay id's outcome is kept and replayed.
+    public var relayTTL: Duration = .seconds(24 * 3600)
+    /// `relay_max_entries`: bound on remembered relay ids; the oldest go first.
+    public var relayMaxEntries: Int = 10_000
+    /// `relay_max_answer_bytes`: larger answers are recorded as not replayable.
+    public var relayMaxAnswerBytes: Int = 16 * 1024
+    /// `gateway_price_per_call`, in micro-dollars: the listing's price, for the seller's
+    /// estimated share of relayed calls in `/status`; nil when not configured.
+    public var gatewayPricePerCallMicros: Int? = nil
 
     public init() {}
 }
@@ -152,6 +164,18 @@ public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugS
     public init(_ value: String) { self.value = value }
     public var description: String { "<redacted>" }
     public var debugDescription: String { "<redacted>" }
+
+    /// Whether `given` is this secret, compared in constant time (no early exit on the first
+    /// differing byte), so it cannot be guessed byte by byte from response times.
+    public func matches(_ given: some Collection<UInt8>) -> Bool {
+        let given = Array(given)
+        let expected = Array(self.value.utf8)
+        var difference = UInt8(given.count == expected.count ? 0 : 1)
+        for i in 0..<expected.count {
+            difference |= expected[i] ^ (i < given.count ? given[i] : 0)
+        }
+        return difference == 0
+    }
 }
 
 /// `backend`: which billing system Subgate enforces.

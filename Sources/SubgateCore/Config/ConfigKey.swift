@@ -93,6 +93,16 @@ enum ConfigKey: String, CaseIterable, Sendable {
     case crovverAmount = "crovver_amount"
     /// `gateway_secret` (secret) → `Config.gatewaySecret`.
     case gatewaySecret = "gateway_secret"
+    /// `relay_store` → `Config.relayStore`.
+    case relayStore = "relay_store"
+    /// `relay_ttl` → `Config.relayTTL`.
+    case relayTTL = "relay_ttl"
+    /// `relay_max_entries` → `Config.relayMaxEntries`.
+    case relayMaxEntries = "relay_max_entries"
+    /// `relay_max_answer_bytes` → `Config.relayMaxAnswerBytes`.
+    case relayMaxAnswerBytes = "relay_max_answer_bytes"
+    /// `gateway_price_per_call` → `Config.gatewayPricePerCallMicros`.
+    case gatewayPricePerCall = "gateway_price_per_call"
 
     /// The prefix of every environment override.
     static let environmentPrefix = "SUBGATE_"

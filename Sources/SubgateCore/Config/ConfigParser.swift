@@ -372,6 +372,16 @@ public enum ConfigParser {
             config.crovverAmount = try ConfigValue.integer(value, in: 1...Int.max)
         case .gatewaySecret:
             config.gatewaySecret = try ConfigValue.secret(value)
+        case .relayStore:
+            config.relayStore = value == "off" ? nil : value
+        case .relayTTL:
+            config.relayTTL = try ConfigValue.positiveDuration(value, form: "expected a duration such as 24h or 30m")
+        case .relayMaxEntries:
+            config.relayMaxEntries = try ConfigValue.integer(value, in: 1...10_000_000)
+        case .relayMaxAnswerBytes:
+            config.relayMaxAnswerBytes = try ConfigValue.size(value, in: 0...(16 * 1024 * 1024))
+        case .gatewayPricePerCall:
+            config.gatewayPricePerCallMicros = try ConfigValue.dollars(value)
         }
     }
 

@@ -300,6 +300,15 @@ enum ConfigValue {
         return text
     }
 
+    /// A price in US dollars (`0.25`, `$1`, at most 6 decimal places) as micro-dollars: money is
+    /// never a floating-point number here.
+    static func dollars(_ text: String) throws(ConfigValueProblem) -> Int {
+        guard let micros = MicroDollars.parse(text.hasPrefix("$") ? String(text.dropFirst()) : text), micros > 0 else {
+            throw ConfigValueProblem("`\(text)` is not a price; expected US dollars per call such as 0.25 or 1 (more than 0, at most 6 decimal places)")
+        }
+        return micros
+    }
+
     /// A secret (admin token, Crovver key, gateway secret). Never echoed.
     static func secret(_ text: String) throws(ConfigValueProblem) -> Secret {
         // Every secret is sent in an HTTP header, where a space or non-ASCII byte would be
@@ -444,11 +453,6 @@ enum ConfigValue {
             return byte == UInt8(ascii: ":") || byte == UInt8(ascii: ".")
         }
     }
-}
-
-extension Character {
-    /// `0`…`9` only (not other scripts' digits).
-    fileprivate var isASCIIDigit: Bool { self.isASCII && self.isNumber }
 }
 
 extension HostPort {

@@ -30,15 +30,7 @@ public enum TokenHash {
     public static func hex(_ raw: String) -> String {
         var raw = raw
         let digest = raw.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
-        return digest.withUnsafeBytes { bytes in
-            String(unsafeUninitializedCapacity: 64) { out in
-                for (i, byte) in bytes.enumerated() {
-                    out[2 * i] = ASCII.hexDigit(byte >> 4)
-                    out[2 * i + 1] = ASCII.hexDigit(byte & 0x0f)
-                }
-                return 64
-            }
-        }
+        return digest.withUnsafeBytes(ASCII.hex)
     }
 
     /// The prefix logs may show ("only the first 8 hex digits of their hash", SPEC §2).
@@ -47,7 +39,7 @@ public enum TokenHash {
 
 extension StringProtocol {
     /// ASCII case-insensitive equality without allocating (header names are ASCII).
-    func caseInsensitiveEquals(_ other: some StringProtocol) -> Bool {
+    public func caseInsensitiveEquals(_ other: some StringProtocol) -> Bool {
         guard self.utf8.count == other.utf8.count else { return false }
         // Native strings are contiguous UTF-8: compare the bytes (the generic path below walks
         // both views with iterators, which the bench's profile showed on every request).

@@ -107,12 +107,16 @@ public enum HeaderRewrite {
         public var clientAddress: String?
         /// The token header, removed unless it is to be forwarded (lowercased), or `nil`.
         public var tokenHeaderToRemove: String?
+        /// Remove `x-crochet-gateway-secret` (with `gateway_secret` set: the secret is Subgate's,
+        /// never the seller's).
+        public var removeGatewaySecret: Bool
         /// Headers Subgate adds for the upstream (`x-subgate-…`), after removing the client's.
         public var added: [(String, String)]
 
-        public init(clientAddress: String?, tokenHeaderToRemove: String?, added: [(String, String)] = []) {
+        public init(clientAddress: String?, tokenHeaderToRemove: String?, removeGatewaySecret: Bool = false, added: [(String, String)] = []) {
             self.clientAddress = clientAddress
             self.tokenHeaderToRemove = tokenHeaderToRemove
+            self.removeGatewaySecret = removeGatewaySecret
             self.added = added
         }
     }
@@ -158,7 +162,11 @@ public enum HeaderRewrite {
                 if requestID == nil, Self.isAcceptableRequestID(value) { requestID = value }
                 remove.add(name)
             case .other, .hopByHop, .connection:
-                if let token = context.tokenHeaderToRemove, name.caseInsensitiveEquals(token) { remove.add(name) }
+                if let token = context.tokenHeaderToRemove, name.caseInsensitiveEquals(token) {
+                    remove.add(name)
+                } else if context.removeGatewaySecret, name.caseInsensitiveEquals(GatewayRelay.secretHeader) {
+                    remove.add(name)
+                }
             }
         }
         var out = headers
@@ -327,6 +335,17 @@ enum ASCII {
     @inline(__always)
     static func lowercase(_ byte: UInt8) -> UInt8 {
         byte >= 65 && byte <= 90 ? byte | 0x20 : byte
+    }
+
+    /// `bytes` as lowercase hex, two digits a byte.
+    static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: 2 * bytes.count) { out in
+            for (i, byte) in bytes.enumerated() {
+                out[2 * i] = Self.hexDigit(byte >> 4)
+                out[2 * i + 1] = Self.hexDigit(byte & 0x0f)
+            }
+            return 2 * bytes.count
+        }
     }
 
     /// `0`…`9`, `a`…`f` for 0…15.

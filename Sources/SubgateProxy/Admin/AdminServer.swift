@@ -151,13 +151,7 @@ struct AdminRoutes: Sendable {
     static func bearerMatches(_ header: String, _ token: String) -> Bool {
         let prefix = "Bearer "
         guard header.hasPrefix(prefix) else { return false }
-        let given = Array(header.utf8.dropFirst(prefix.utf8.count))
-        let expected = Array(token.utf8)
-        var difference = UInt8(given.count == expected.count ? 0 : 1)
-        for i in 0..<expected.count {
-            difference |= expected[i] ^ (i < given.count ? given[i] : 0)
-        }
-        return difference == 0
+        return Secret(token).matches(header.utf8.dropFirst(prefix.utf8.count))
     }
 }
 

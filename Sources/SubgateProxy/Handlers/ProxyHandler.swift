@@ -104,6 +104,8 @@ final class Exchange {
     var ticket: Enforcer.Ticket?
     /// Units this answer bills when billable: the upstream's `x-subgate-usage`, else 1.
     var billedUnits = 1
+    /// A call relayed by the Crochet gateway (SPEC §6); it carries no token and bills nothing.
+    var relay: RelayExchange?
 
     init(
         head: HTTPRequestHead,
@@ -120,6 +122,35 @@ final class Exchange {
         self.framing = framing
         self.started = started
         self.closeAfter = !head.isKeepAlive
+    }
+}
+
+/// A gateway-relayed call in flight: its relay id, the running hash of its body, and either
+/// the answer being captured (the first call with this id) or the record to replay.
+final class RelayExchange {
+    enum Mode {
+        case forwarding
+        case replaying(RelayRecord)
+    }
+
+    let id: String
+    let mode: Mode
+    var digest = BodyDigest()
+    /// The upstream's answer as the client got it (forwarding); nil until its head arrived.
+    var answer: RelayAnswer?
+    /// The answer outgrew `relay_max_answer_bytes`: it is recorded as not replayable.
+    var answerTooLarge = false
+    /// `complete` or `abandon` was called.
+    var settled = false
+
+    init(id: String, mode: Mode) {
+        self.id = id
+        self.mode = mode
+    }
+
+    var isReplaying: Bool {
+        if case .replaying = self.mode { return true }
+        return false
     }
 }
 
@@ -272,8 +303,35 @@ extension ProxyHandler {
             framing = checked
         }
 
+        // The head passed the rules, so its framing is known: no body means it has ended.
+        let ended: Bool
+        switch framing.body {
+        case .none, .contentLength(0): ended = true
+        case .contentLength, .chunked: ended = false
+        }
+
+        // A call relayed by the Crochet gateway needs no token (SPEC §6).
+        var relayID: String?
+        if self.shared.relays != nil {
+            switch GatewayRelay.classify(head.headers, secret: self.shared.config.gatewaySecret) {
+            case .notRelayed:
+                break
+            case .relayed(let id):
+                relayID = id
+            case .reject(let rejection):
+                if rejection == .tokenInvalid {
+                    self.shared.logger.warning(
+                        "a relayed call's gateway secret is missing or wrong",
+                        metadata: ["relay_id": .string(head.headers.first(name: GatewayRelay.relayIDHeader) ?? "-"), "client": .string(self.clientAddress ?? "-")]
+                    )
+                }
+                self.reject(rejection, version: head.version, requestEnded: ended, context: context, started: now, method: head.method, uri: head.uri, clientKeepAlive: head.isKeepAlive)
+                return
+            }
+        }
+
         var tokenHash: String?
-        if let enforcer = self.shared.enforcer {
+        if relayID == nil, let enforcer = self.shared.enforcer {
             let rejection: ProxyRejection?
             switch TokenLookup.find(in: head.headers, name: self.shared.config.tokenHeader, prefix: self.shared.config.tokenPrefix) {
             case .present(let raw):
@@ -286,12 +344,6 @@ extension ProxyHandler {
             }
             if let rejection {
                 if enforcer.config.enforce == .on {
-                    // The head passed the rules, so its framing is known: no body means it has ended.
-                    let ended: Bool
-                    switch framing.body {
-                    case .none, .contentLength(0): ended = true
-                    case .contentLength, .chunked: ended = false
-                    }
                     self.reject(rejection, version: head.version, requestEnded: ended, context: context, started: now, method: head.method, uri: head.uri, clientKeepAlive: head.isKeepAlive)
                     return
                 }
@@ -304,7 +356,8 @@ extension ProxyHandler {
             framing: framing.body,
             context: HeaderRewrite.RequestContext(
                 clientAddress: self.clientAddress,
-                tokenHeaderToRemove: self.shared.config.forwardToken ? nil : self.shared.config.tokenHeader
+                tokenHeaderToRemove: self.shared.config.forwardToken ? nil : self.shared.config.tokenHeader,
+                removeGatewaySecret: self.shared.relays != nil
             ),
             generateRequestID: RequestID.generate
         )
@@ -313,6 +366,19 @@ extension ProxyHandler {
         exchange.closeAfter = exchange.closeAfter || self.clientInputClosed
         exchange.tokenHash = tokenHash
         self.state = .exchange(exchange)
+        if let relayID, let relays = self.shared.relays {
+            switch relays.admit(relayID) {
+            case .forward:
+                exchange.relay = RelayExchange(id: relayID, mode: .forwarding)
+                self.startUpstream(exchange, context: context)
+            case .inProgress:
+                self.respondWithRejection(exchange, .relayInProgress, context: context, keepConnection: true)
+            case .recorded(let record):
+                // Decided once the body has been read and hashed (`requestEnd`); nothing goes upstream.
+                exchange.relay = RelayExchange(id: relayID, mode: .replaying(record))
+            }
+            return
+        }
         guard let enforcer = self.shared.enforcer, let hash = tokenHash else {
             self.startUpstream(exchange, context: context)
             return
@@ -361,6 +427,11 @@ extension ProxyHandler {
                 self.bodyTooLarge(exchange, context: context)
                 return
             }
+            if let relay = exchange.relay {
+                relay.digest.update(buffer)
+                // A repeat is only hashed: it is answered from the record, or refused.
+                if relay.isReplaying { return }
+            }
             let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
             if let upstream = exchange.upstream {
                 upstream.write(part)
@@ -386,6 +457,10 @@ extension ProxyHandler {
         switch self.state {
         case .exchange(let exchange):
             exchange.requestEnded = true
+            if let relay = exchange.relay, case .replaying(let record) = relay.mode {
+                self.replay(exchange, record: record, bodyHash: relay.digest.hex(), context: context)
+                return
+            }
             let part = HTTPClientRequestPart.end(trailers)
             if let upstream = exchange.upstream {
                 upstream.write(part)
@@ -571,6 +646,13 @@ extension ProxyHandler: UpstreamResponseReceiver {
         }
         exchange.upstreamKeepAlive = head.isKeepAlive
         exchange.status = code
+        if let relay = exchange.relay, !relay.isReplaying {
+            relay.answer = RelayAnswer(
+                status: Int(code),
+                headers: headers.compactMap { $0.name.caseInsensitiveEquals("content-length") ? nil : RelayAnswer.Field(name: $0.name, value: $0.value) },
+                body: []
+            )
+        }
         var responseHead = HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
         if exchange.clientVersion.minor == 0 {
             responseHead.version = .http1_0
@@ -593,6 +675,14 @@ extension ProxyHandler: UpstreamResponseReceiver {
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard case .exchange(let exchange) = self.state, let context = self.context, exchange.responseHeadSent else { return }
         exchange.responseBodyBytes += buffer.readableBytes
+        if let relay = exchange.relay, !relay.answerTooLarge, relay.answer != nil {
+            if exchange.responseBodyBytes > self.shared.config.relayMaxAnswerBytes {
+                relay.answerTooLarge = true
+                relay.answer?.body = []
+            } else {
+                relay.answer?.body.append(contentsOf: buffer.readableBytesView)
+            }
+        }
         context.write(Self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         self.clientNeedsFlush = true
         if !context.channel.isWritable {
@@ -813,6 +903,17 @@ extension ProxyHandler {
 
     /// Settle (bill or release the reserved unit) and log: runs once per exchange, on every path.
     private func settleAndLog(_ exchange: Exchange) {
+        if let relay = exchange.relay, !relay.isReplaying, !relay.settled, let relays = self.shared.relays {
+            relay.settled = true
+            // Kept only when the upstream answered a whole request: a repeat is then answered
+            // from the record. Any other end (Subgate's own answer, an abort) keeps nothing,
+            // and a retry is forwarded again.
+            if exchange.outcome == "forwarded", exchange.requestEnded, exchange.responseEnded, let answer = relay.answer {
+                relays.complete(relayID: relay.id, bodyHash: relay.digest.hex(), answer: relay.answerTooLarge ? nil : answer)
+            } else {
+                relays.abandon(relay.id)
+            }
+        }
         if let ticket = exchange.ticket, let hash = exchange.tokenHash, let enforcer = self.shared.enforcer {
             exchange.ticket = nil
             // Billed only for a relayed answer that completed with a billable status; every
@@ -826,10 +927,8 @@ extension ProxyHandler {
         self.shared.metrics.countRequest(outcome: exchange.outcome)
         self.shared.metrics.requestDuration.recordNanoseconds(Int64(elapsed.nanoseconds))
         guard self.shared.accessLog else { return }
-        self.shared.logger.info(
-            "request",
-            metadata: [
-                "outcome": .string(exchange.outcome),
+        var metadata: Logger.Metadata = [
+            "outcome": .string(exchange.outcome),
                 "status": .stringConvertible(exchange.status),
                 "method": .string(exchange.method.rawValue),
                 "path": .string(String(exchange.logPath)),
@@ -837,10 +936,43 @@ extension ProxyHandler {
                 "bytes_in": .stringConvertible(exchange.requestBodyBytes),
                 "bytes_out": .stringConvertible(exchange.responseBodyBytes),
                 "request_id": .string(exchange.requestID),
-                "token": .string(exchange.tokenHash.map(TokenHash.logPrefix) ?? "-"),
-                "client": .string(self.clientAddress ?? "-"),
-            ]
-        )
+            "token": .string(exchange.tokenHash.map(TokenHash.logPrefix) ?? "-"),
+            "client": .string(self.clientAddress ?? "-"),
+        ]
+        if let relay = exchange.relay { metadata["relay_id"] = .string(relay.id) }
+        self.shared.logger.info("request", metadata: metadata)
+    }
+
+    /// A repeat of a recorded relay id (SPEC §6): the same body replays the recorded answer
+    /// without calling the upstream; another body is refused.
+    private func replay(_ exchange: Exchange, record: RelayRecord, bodyHash: String, context: ChannelHandlerContext) {
+        let decision = RelayBook.replay(record, bodyHash: bodyHash)
+        self.shared.relays?.countReplay(decision)
+        switch decision {
+        case .bodyMismatch:
+            self.respondWithRejection(exchange, .relayIDReused, context: context, keepConnection: true)
+        case .notReplayable:
+            self.respondWithRejection(exchange, .relayNotReplayable, context: context, keepConnection: true)
+        case .answer(let answer):
+            var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
+            headers.add(name: "content-length", value: String(answer.body.count))
+            if exchange.closeAfter {
+                headers.add(name: "connection", value: "close")
+            } else if exchange.clientVersion.minor == 0 {
+                headers.add(name: "connection", value: "keep-alive")
+            }
+            let version: HTTPVersion = exchange.clientVersion.minor == 0 ? .http1_0 : .http1_1
+            exchange.outcome = "relay_replayed"
+            exchange.status = UInt(answer.status)
+            exchange.responseHeadSent = true
+            exchange.responseEnded = true
+            exchange.responseBodyBytes = answer.body.count
+            context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: answer.status), headers: headers))), promise: nil)
+            if exchange.method != .HEAD && !answer.body.isEmpty {
+                context.write(Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: answer.body)))), promise: nil)
+            }
+            self.finishExchange(exchange, context: context)
+        }
     }
 
     /// Closes the output after what was written, then drains input briefly so the client

@@ -12,9 +12,12 @@ final class ProxyContext: Sendable {
     let decoderLimits: NIOHTTPDecoderLimitConfigurationBox
     /// Subscription enforcement; `nil` relays every request unchecked (tests of the data path).
     let enforcer: Enforcer?
+    /// Gateway-relayed calls (SPEC §6); `nil` without `gateway_secret`.
+    let relays: RelayLedger?
 
-    init(config: Config, metrics: ProxyMetrics, logger: Logger, enforcer: Enforcer? = nil) {
+    init(config: Config, metrics: ProxyMetrics, logger: Logger, enforcer: Enforcer? = nil, relays: RelayLedger? = nil) {
         self.enforcer = enforcer
+        self.relays = relays
         self.config = config
         self.metrics = metrics
         self.logger = logger

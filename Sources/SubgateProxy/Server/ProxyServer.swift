@@ -19,8 +19,15 @@ public final class ProxyServer: Sendable {
     private let tracker: ConnectionTracker
     private let sweepers = NIOLockedValueBox<[RepeatedTask]>([])
 
-    public init(config: Config, group: any EventLoopGroup, metrics: ProxyMetrics, logger: Logger, enforcer: Enforcer? = nil) {
-        self.shared = ProxyContext(config: config, metrics: metrics, logger: logger, enforcer: enforcer)
+    public init(
+        config: Config,
+        group: any EventLoopGroup,
+        metrics: ProxyMetrics,
+        logger: Logger,
+        enforcer: Enforcer? = nil,
+        relays: RelayLedger? = nil
+    ) {
+        self.shared = ProxyContext(config: config, metrics: metrics, logger: logger, enforcer: enforcer, relays: relays)
         self.group = group
         var pools: [ObjectIdentifier: NIOLoopBoundBox<UpstreamConnectionPool>] = [:]
         for loop in group.makeIterator() {

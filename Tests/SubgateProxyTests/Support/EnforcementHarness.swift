@@ -21,6 +21,8 @@ struct EnforcementHarness {
     let readiness: Readiness
     let port: Int
     let config: Config
+    /// Gateway-relayed calls; nil unless the test configures `gateway_secret`.
+    let relays: RelayLedger?
 
     static func with<T>(
         sellerKey: String = "am_k_demo",
@@ -42,11 +44,12 @@ struct EnforcementHarness {
         let readiness = Readiness()
         let logger = Logger(label: "test")
         let (enforcer, service) = try await EnforcementSetup.make(config: config, readiness: readiness, logger: logger)
-        let server = ProxyServer(config: config, group: group, metrics: ProxyMetrics(), logger: logger, enforcer: enforcer)
+        let relays = try RelayLedger.open(config: config, logger: logger)
+        let server = ProxyServer(config: config, group: group, metrics: ProxyMetrics(), logger: logger, enforcer: enforcer, relays: relays)
         let address = try await server.start()
         let harness = EnforcementHarness(
             group: group, simulator: simulator, upstream: upstream, server: server, enforcer: enforcer, service: service,
-            readiness: readiness, port: address.port ?? 0, config: config
+            readiness: readiness, port: address.port ?? 0, config: config, relays: relays
         )
         do {
             let result = try await body(harness)
@@ -87,6 +90,17 @@ struct EnforcementHarness {
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(15))
         let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
         return Answer(status: response.status.code, headers: response.headers, body: body)
+    }
+
+    /// One request through Subgate with any method, headers and body.
+    func send(_ method: HTTPMethod = .POST, path: String, headers: [(String, String)], body: String? = nil) async throws -> Answer {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(self.port)\(path)")
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(15))
+        let answer = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        return Answer(status: response.status.code, headers: response.headers, body: answer)
     }
 
     /// Reports pending usage now (as `POST /flush` does).

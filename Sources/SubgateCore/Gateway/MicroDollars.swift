@@ -1,15 +1,15 @@
 /// US-dollar amounts in whole micro-dollars (1 = $0.000001): the gateway's prices, fees
-/// and ledger. Integers, so that $1.00 is exactly $0.049 fee plus $0.951 to the seller;
+/// and ledger, in the simulator and in Subgate's `/status`. Integers, so that $1.00 is exactly $0.049 fee plus $0.951 to the seller;
 /// no binary floating point ever touches money.
-enum MicroDollars {
+public enum MicroDollars {
     /// Micro-dollars per dollar.
-    static let perDollar = 1_000_000
+    public static let perDollar = 1_000_000
     /// The largest price a listing may have: $1,000,000 a call.
-    static let maxPrice = 1_000_000 * perDollar
+    public static let maxPrice = 1_000_000 * perDollar
 
     /// Parses a decimal dollar amount such as `0.25`, `1`, `1.000001` (no sign, no
     /// exponent, at most six decimals); nil when it is not one or exceeds `maxPrice`.
-    static func parse(_ text: String) -> Int? {
+    public static func parse(_ text: String) -> Int? {
         let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         guard let whole = parts.first, !whole.isEmpty, whole.count <= 7, whole.allSatisfy(\.isASCIIDigit) else { return nil }
         var micros = (Int(whole) ?? 0) * perDollar
@@ -23,7 +23,7 @@ enum MicroDollars {
 
     /// `1.00`, `0.049`, `0.951`, `0.000001`: at least two decimals, at most six, no
     /// trailing zeros beyond the second.
-    static func format(_ micros: Int) -> String {
+    public static func format(_ micros: Int) -> String {
         let sign = micros < 0 ? "-" : ""
         let magnitude = micros.magnitude
         let whole = magnitude / UInt(perDollar)
@@ -35,7 +35,7 @@ enum MicroDollars {
 
     /// The marketplace fee on `gross` at `perMille` (49 = 4.9 %), rounded half up to the
     /// micro-dollar; the seller gets the rest, so fee + seller = gross always.
-    static func split(_ gross: Int, feePerMille: Int) -> (fee: Int, seller: Int) {
+    public static func split(_ gross: Int, feePerMille: Int) -> (fee: Int, seller: Int) {
         let fee = (gross * feePerMille + 500) / 1000
         return (fee, gross - fee)
     }
@@ -46,5 +46,6 @@ enum MicroDollars {
 }
 
 extension Character {
-    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+    /// `0`…`9` only (not other scripts' digits).
+    public var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }
