@@ -125,7 +125,7 @@ struct ConfigEnvironmentTests {
         #expect(config.listen == HostPort(host: "0.0.0.0", port: 8080))
     }
 
-    @Test("Kubernetes service-link variables for a Service named subgate do not stop the start")
+    @Test("Kubernetes service-link variables for Services named subgate or subgate-* do not stop the start")
     func kubernetesServiceLinks() throws {
         // With the default enableServiceLinks, every pod in a namespace holding a Service
         // called `subgate` gets these variables; a sidecar that refuses them cannot start.
@@ -139,9 +139,23 @@ struct ConfigEnvironmentTests {
             "SUBGATE_PORT_8080_TCP_PROTO": "tcp",
         ]
         _ = try parsedConfig(ConfigFixture.minimal, environment: serviceLinks)
+        // And for Services named subgate-* (subgate-admin here, with a named port).
+        let prefixedLinks = [
+            "SUBGATE_ADMIN_SERVICE_HOST": "10.0.0.8",
+            "SUBGATE_ADMIN_SERVICE_PORT": "9901",
+            "SUBGATE_ADMIN_SERVICE_PORT_HTTP": "9901",
+            "SUBGATE_ADMIN_PORT": "tcp://10.0.0.8:9901",
+            "SUBGATE_ADMIN_PORT_9901_TCP": "tcp://10.0.0.8:9901",
+            "SUBGATE_ADMIN_PORT_9901_TCP_ADDR": "10.0.0.8",
+            "SUBGATE_ADMIN_PORT_9901_TCP_PORT": "9901",
+            "SUBGATE_ADMIN_PORT_9901_TCP_PROTO": "tcp",
+        ]
+        _ = try parsedConfig(ConfigFixture.minimal, environment: prefixedLinks)
         // A typo that only looks like a service link is still an error.
-        #expect(throws: (any Error).self, "SUBGATE_LISTN must still be refused") {
-            _ = try parsedConfig(ConfigFixture.minimal, environment: ["SUBGATE_LISTN": "127.0.0.1:1"])
+        for (variable, value) in [("SUBGATE_LISTN", "127.0.0.1:1"), ("SUBGATE_LISTEN_PORT", "8080"), ("SUBGATE_PORT_X_TCP", "tcp://1.2.3.4:1")] {
+            #expect(throws: (any Error).self, "\(variable)=\(value) must still be refused") {
+                _ = try parsedConfig(ConfigFixture.minimal, environment: [variable: value])
+            }
         }
     }
 

@@ -222,11 +222,11 @@ public enum ConfigParser {
             // Compared in upper case so that `subgate_listen` is reported, not ignored.
             guard variable.uppercased().hasPrefix(ConfigKey.environmentPrefix) else { continue }
             if variable == ConfigKey.configPathVariable { continue }
-            // Kubernetes injects service links for a Service named `subgate` into every pod of
-            // the namespace (SUBGATE_SERVICE_HOST, SUBGATE_PORT_8080_TCP…): not settings, and
-            // no reason to refuse to start.
-            if Self.isKubernetesServiceLink(variable) { continue }
             guard let key = overridable[variable] else {
+                // Kubernetes injects service links for every Service of the namespace into every
+                // pod (SUBGATE_SERVICE_HOST for one named `subgate`, SUBGATE_ADMIN_PORT for one
+                // named `subgate-admin`…): not settings, and no reason to refuse to start.
+                if Self.isKubernetesServiceLink(variable, value: value) { continue }
                 var message = "unknown variable; every key can be overridden as SUBGATE_<KEY IN UPPER CASE>"
                 if let suggestion = ConfigKey.environmentSuggestion(for: variable) {
                     message = "unknown variable; did you mean \(suggestion)?"
@@ -239,9 +239,31 @@ public enum ConfigParser {
         }
     }
 
-    static func isKubernetesServiceLink(_ variable: String) -> Bool {
+    /// The shapes Kubernetes gives service links of a Service named `subgate` or `subgate-*`:
+    /// `<S>_SERVICE_HOST`, `<S>_SERVICE_PORT[_<NAME>]`, `<S>_PORT=tcp://…` and
+    /// `<S>_PORT_<n>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR]`. Only variables that are not keys get
+    /// here, and a `…_PORT` whose value is not a `tcp://`-style address is still reported (it is
+    /// more likely a typo, such as SUBGATE_LISTEN_PORT=8080).
+    static func isKubernetesServiceLink(_ variable: String, value: String) -> Bool {
         let rest = variable.dropFirst(ConfigKey.environmentPrefix.count)
-        return rest == "PORT" || rest.hasPrefix("PORT_") || rest.hasPrefix("SERVICE_HOST") || rest.hasPrefix("SERVICE_PORT")
+        if rest.hasPrefix("SERVICE_HOST") || rest.hasPrefix("SERVICE_PORT") || rest.contains("_SERVICE_HOST") || rest.contains("_SERVICE_PORT") {
+            return true
+        }
+        // <S>_PORT_<digits>_<PROTO>[_PROTO|_PORT|_ADDR], the last "PORT_<digits>" in the name.
+        let parts = Array(rest.split(separator: "_", omittingEmptySubsequences: false))
+        if let port = parts.indices.last(where: { parts[$0] == "PORT" && $0 + 2 < parts.count && Int(parts[$0 + 1]) != nil }) {
+            let tail = parts[(port + 3)...]
+            if ["TCP", "UDP", "SCTP"].contains(parts[port + 2]) && parts[port + 1].allSatisfy(\.isASCIIDigit)
+                && (tail.isEmpty || (tail.count == 1 && ["PROTO", "PORT", "ADDR"].contains(tail[tail.startIndex])))
+            {
+                return true
+            }
+        }
+        // <S>_PORT=tcp://…
+        if rest == "PORT" || rest.hasSuffix("_PORT") {
+            return ["tcp://", "udp://", "sctp://"].contains { value.hasPrefix($0) }
+        }
+        return false
     }
 
     // MARK: - Values
