@@ -89,7 +89,10 @@ enum ProxyStack {
                 flush: { await enforcer.flushNow() }
             )
         )
-        return [
+        // Started first, stopped last: the relay store waits until the drained proxy's last
+        // relayed answers are on disk.
+        let relayStore: [ServiceGroupConfiguration.ServiceConfiguration] = relays.map { [.init(service: RelayStoreService(relays: $0))] } ?? []
+        return relayStore + [
             .init(service: enforcement),
             .init(service: AdminService(admin: admin, logger: logger, onListening: listening.admin)),
             .init(service: ProxyService(server: server, readiness: readiness, config: config, logger: logger, onListening: listening.proxy)),

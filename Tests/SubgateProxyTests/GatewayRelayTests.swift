@@ -62,12 +62,12 @@ struct GatewayRelayTests {
         }
     }
 
-    @Test("a wrong, missing or repeated gateway secret answers 403 TOKEN_INVALID and the upstream is untouched; without a relay id the token decides")
+    @Test("a wrong or repeated gateway secret answers 403 TOKEN_INVALID and the upstream is untouched; without the secret, or without a relay id, the token decides")
     func wrongSecret() async throws {
         try await EnforcementHarness.with(Self.configure(store: nil)) { harness in
             for headers in [
                 Self.relayHeaders("relay-2", secret: "gw_secret_for_testz"),
-                Self.relayHeaders("relay-2", secret: nil),
+                Self.relayHeaders("relay-2", secret: "g"),
                 Self.relayHeaders("relay-2") + [(GatewayRelay.secretHeader, Self.secret)],
             ] {
                 let answer = try await harness.send(path: "/sha", headers: headers, body: "{}")
@@ -76,6 +76,8 @@ struct GatewayRelayTests {
             }
             let noRelay = try await harness.send(path: "/sha", headers: [(GatewayRelay.secretHeader, Self.secret)], body: "{}")
             #expect(noRelay.status == 401 && noRelay.errorCode == "MISSING_TOKEN", "a secret alone does not replace the token: \(noRelay.status)")
+            let noSecret = try await harness.send(path: "/sha", headers: Self.relayHeaders("relay-2", secret: nil), body: "{}")
+            #expect(noSecret.status == 401 && noSecret.errorCode == "MISSING_TOKEN", "a relay id alone is not the gateway's call: \(noSecret.status)")
             let twoIDs = try await harness.send(path: "/sha", headers: Self.relayHeaders("relay-2") + [(GatewayRelay.relayIDHeader, "relay-3")], body: "{}")
             #expect(twoIDs.status == 400, "two relay ids: \(twoIDs.status) \(twoIDs.body)")
             #expect(harness.upstream.requests.isEmpty, "nothing reached the upstream")
@@ -139,12 +141,7 @@ struct GatewayRelayTests {
         let first = try await EnforcementHarness.with(Self.configure(store: store)) { harness in
             let answer = try await harness.send(path: "/sha", headers: Self.relayHeaders("relay-8"), body: body)
             #expect(answer.status == 200)
-            // The store is written off the event loop: wait until the line is on disk.
-            var waited = 0
-            while ((try? String(contentsOfFile: store, encoding: .utf8)) ?? "").contains("relay-8") == false && waited < 100 {
-                try await Task.sleep(for: .milliseconds(20))
-                waited += 1
-            }
+            // No waiting for the file: stopping (as graceful shutdown does) must put it on disk.
             return answer
         }
         try await EnforcementHarness.with(Self.configure(store: store)) { harness in
@@ -223,6 +220,8 @@ struct GatewayRelayTests {
             #expect(retried.status == 200 && retried.body == paid.body, "the gateway's retry gets the same answer: \(retried.body)")
             #expect(harness.upstream.requests.count == 1, "Subgate replayed it: the seller was not called again")
 
+            // The simulated gateway refuses another body under a paid relay id itself (409); Subgate's
+            // own 409 for it is `replayAndReuse`'s.
             let reused = try await Self.buyerCall(harness, listing: "listing-ok", relayID: relayID, body: #"{"task":"other"}"#)
             #expect(reused.status == 409 && reused.body.contains("RELAY_ID_REUSED"), "\(reused.status) \(reused.body)")
             #expect(harness.upstream.requests.count == 1)
@@ -241,6 +240,78 @@ struct GatewayRelayTests {
             let refused = try await Self.buyerCall(harness, listing: "listing-bad-secret", relayID: otherID, body: body)
             #expect(refused.status == 502 && refused.body.contains(#""seller_status":403"#) && refused.body.contains("TOKEN_INVALID"), "Subgate answered the gateway 403 TOKEN_INVALID: \(refused.body)")
             #expect(harness.upstream.requests.count == 1, "the wrongly signed call never reached the seller")
+        }
+    }
+
+    @Test("the same relay id and body on another method or target is not a replay: 409 RELAY_ID_REUSED")
+    func otherTarget() async throws {
+        try await EnforcementHarness.with(Self.configure(store: nil)) { harness in
+            #expect(try await harness.send(path: "/sha", headers: Self.relayHeaders("relay-11"), body: "{}").status == 200)
+            let other = try await harness.send(path: "/sha?x=1", headers: Self.relayHeaders("relay-11"), body: "{}")
+            #expect(other.status == 409 && other.errorCode == "RELAY_ID_REUSED", "\(other.status) \(other.body)")
+            let put = try await harness.send(.PUT, path: "/sha", headers: Self.relayHeaders("relay-11"), body: "{}")
+            #expect(put.status == 409 && put.errorCode == "RELAY_ID_REUSED", "\(put.status) \(put.body)")
+            #expect(harness.upstream.requests.count == 1)
+        }
+    }
+
+    @Test("the seller's 5xx, 429 or 408 is relayed but not kept: the gateway's retry reaches the seller again")
+    func sellerFailureNotKept() async throws {
+        try await EnforcementHarness.with(Self.configure(store: nil)) { harness in
+            for (id, code) in [("relay-12", 503), ("relay-13", 429), ("relay-14", 408)] {
+                let failed = try await harness.send(path: "/status?code=\(code)", headers: Self.relayHeaders(id), body: "{}")
+                #expect(failed.status == UInt(code), "the seller's \(code) is relayed: \(failed.status)")
+                let retried = try await harness.send(path: "/status?code=\(code)", headers: Self.relayHeaders(id), body: "{}")
+                #expect(retried.status == UInt(code))
+            }
+            #expect(harness.upstream.requests.count == 6, "every retry reached the seller")
+            let status = Dictionary(harness.relays?.statusFields() ?? [], uniquingKeysWith: { a, _ in a })
+            #expect(status["relay_ids_remembered"] == "0" && status["relay_calls_in_flight"] == "0", "\(status)")
+        }
+    }
+
+    @Test("no relay id stays in flight after Subgate's own answers and aborts: 413, upstream timeout, client gone mid-upload")
+    func nothingLeftInFlight() async throws {
+        try await EnforcementHarness.with({ config in
+            Self.configure(store: nil)(&config)
+            config.maxBodyBytes = 1024
+            config.upstreamTimeout = .milliseconds(300)
+        }) { harness in
+            let tooLarge = try await harness.send(path: "/sha", headers: Self.relayHeaders("relay-15"), body: String(repeating: "x", count: 4096))
+            #expect(tooLarge.status == 413, "\(tooLarge.status)")
+            let timedOut = try await harness.send(path: "/slow?ms=2000", headers: Self.relayHeaders("relay-16"), body: "{}")
+            #expect(timedOut.status == 504, "\(timedOut.status)")
+            // A client that announces a body, sends half of it and goes away.
+            let raw = try await RawConnection.open(port: harness.port, group: harness.group)
+            try await raw.send("POST /sha HTTP/1.1\r\nHost: x\r\n\(GatewayRelay.relayIDHeader): relay-17\r\n\(GatewayRelay.secretHeader): \(Self.secret)\r\ncontent-length: 100\r\n\r\n0123456789")
+            _ = await raw.wait(timeout: .milliseconds(300)) { _ in false }
+            await raw.close()
+            var inFlight = "?"
+            for _ in 0..<50 {
+                inFlight = Dictionary(harness.relays?.statusFields() ?? [], uniquingKeysWith: { a, _ in a })["relay_calls_in_flight"] ?? "?"
+                if inFlight == "0" { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(inFlight == "0", "every forwarded relay id was completed or abandoned")
+            for id in ["relay-15", "relay-16", "relay-17"] {
+                let retry = try await harness.send(path: "/sha", headers: Self.relayHeaders(id), body: "{}")
+                #expect(retry.status == 200, "\(id) is forwarded again after Subgate's own answer: \(retry.status) \(retry.body)")
+            }
+        }
+    }
+
+    @Test("a repeat that expects 100-continue gets its 100, then the replayed answer")
+    func replayWithExpectContinue() async throws {
+        try await EnforcementHarness.with(Self.configure(store: nil)) { harness in
+            let first = try await harness.send(path: "/sha", headers: Self.relayHeaders("relay-18"), body: "{\"a\":1}")
+            #expect(first.status == 200)
+            let raw = try await RawConnection.open(port: harness.port, group: harness.group)
+            try await raw.send("POST /sha HTTP/1.1\r\nHost: x\r\n\(GatewayRelay.relayIDHeader): relay-18\r\n\(GatewayRelay.secretHeader): \(Self.secret)\r\ncontent-type: application/json\r\ncontent-length: 7\r\nexpect: 100-continue\r\n\r\n")
+            #expect(await raw.waitForText("HTTP/1.1 100 Continue"), "the repeat asks for its body")
+            try await raw.send("{\"a\":1}")
+            #expect(await raw.waitForText(first.body), "then gets the recorded answer")
+            await raw.close()
+            #expect(harness.upstream.requests.count == 1)
         }
     }
 }

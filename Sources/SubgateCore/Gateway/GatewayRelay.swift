@@ -27,7 +27,9 @@ public enum GatewayRelay {
             return .reject(.badRequest("x-crochet-relay-request-id must be 1 to 128 visible ASCII characters."))
         }
         let secrets = headers[Self.secretHeader]
-        // A missing, repeated or wrong secret: the call did not come from the gateway.
+        // No secret at all: not the gateway's call (a buyer's SDK may pass a relay id along);
+        // the token decides. A repeated or wrong secret: someone is posing as the gateway.
+        if secrets.isEmpty { return .notRelayed }
         guard secrets.count == 1, secret.matches(secrets[0].utf8) else { return .reject(.tokenInvalid) }
         return .relayed(id: ids[0])
     }
@@ -50,6 +52,14 @@ public struct BodyDigest {
 }
 
 extension ProxyRejection {
+    /// A repeat of a relayed call whose body did not arrive within `upstream_timeout`.
+    public static let bodyTimeout = ProxyRejection(
+        status: .requestTimeout,
+        code: "REQUEST_TIMEOUT",
+        message: "The request body was not received in time.",
+        closeConnection: true
+    )
+
     /// A relay id already used for another request body (seed 001: "cannot be reused to pay
     /// for a different request").
     public static let relayIDReused = ProxyRejection(

@@ -49,6 +49,8 @@ public struct RelayAnswer: Sendable, Equatable, Codable {
 /// the outcome, never the request body itself.
 public struct RelayRecord: Sendable, Equatable, Codable {
     public var relayID: String
+    /// The request's method and target (`POST /v1/run`): a repeat must name the same.
+    public var request: String
     /// Lowercase hex SHA-256 of the request body.
     public var bodyHash: String
     /// Wall-clock time of the answer, in seconds since 1970 (it must survive a restart).
@@ -56,8 +58,9 @@ public struct RelayRecord: Sendable, Equatable, Codable {
     /// The answer to replay; nil when it was larger than `relay_max_answer_bytes`.
     public var answer: RelayAnswer?
 
-    public init(relayID: String, bodyHash: String, recordedAt: Double, answer: RelayAnswer?) {
+    public init(relayID: String, request: String, bodyHash: String, recordedAt: Double, answer: RelayAnswer?) {
         self.relayID = relayID
+        self.request = request
         self.bodyHash = bodyHash
         self.recordedAt = recordedAt
         self.answer = answer
@@ -85,7 +88,7 @@ public struct RelayBook: Sendable {
 
     public enum Replay: Sendable, Equatable {
         case answer(RelayAnswer)
-        /// The same id with another body: 409 `RELAY_ID_REUSED`.
+        /// The same id with another body, method or target: 409 `RELAY_ID_REUSED`.
         case bodyMismatch
         /// The same request, whose answer was too large to keep: 409 `RELAY_NOT_REPLAYABLE`.
         case notReplayable
@@ -150,8 +153,8 @@ public struct RelayBook: Sendable {
         }
     }
 
-    public static func replay(_ record: RelayRecord, bodyHash: String) -> Replay {
-        guard record.bodyHash == bodyHash else { return .bodyMismatch }
+    public static func replay(_ record: RelayRecord, request: String, bodyHash: String) -> Replay {
+        guard record.bodyHash == bodyHash, record.request == request else { return .bodyMismatch }
         guard let answer = record.answer else { return .notReplayable }
         return .answer(answer)
     }
@@ -161,10 +164,18 @@ public struct RelayBook: Sendable {
         self.nextSequence += 1
         self.records[record.relayID] = (record, sequence)
         self.order.append((record.relayID, sequence))
-        while self.records.count > self.maxEntries, self.head < self.order.count {
+        // From the oldest: evict over `maxEntries`, drop expired records, and skip positions an
+        // id recorded again has left behind (so `order` cannot grow past the live records).
+        let now = record.recordedAt
+        while self.head < self.order.count {
             let oldest = self.order[self.head]
+            guard let entry = self.records[oldest.id], entry.sequence == oldest.sequence else {
+                self.head += 1
+                continue
+            }
+            guard self.records.count > self.maxEntries || now - entry.record.recordedAt >= self.ttl.inSeconds else { break }
+            self.records[oldest.id] = nil
             self.head += 1
-            if self.records[oldest.id]?.sequence == oldest.sequence { self.records[oldest.id] = nil }
         }
         if self.head > 1024 && self.head * 2 > self.order.count {
             self.order.removeFirst(self.head)

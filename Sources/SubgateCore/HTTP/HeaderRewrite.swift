@@ -68,8 +68,8 @@ public enum HeaderRewrite {
     }
 
     /// Fields the `Connection` header(s) name, lowercased (RFC 9110 §7.6.1).
-    static func connectionNominated(_ headers: HTTPHeaders) -> [String] {
-        var names: [String] = []
+    static func connectionNominated(_ headers: HTTPHeaders) -> Set<String> {
+        var names: Set<String> = []
         for (name, value) in headers where Self.kind(of: name) == .connection {
             var value = value
             value.withUTF8 { bytes in
@@ -84,7 +84,7 @@ public enum HeaderRewrite {
                     // `keep-alive` is hop-by-hop already: leaving it out keeps the usual
                     // `Connection: keep-alive` from costing a comparison per field.
                     if !token.isEmpty && !ASCII.equals(token, "keep-alive") {
-                        names.append(String(decoding: token, as: UTF8.self).lowercased())
+                        names.insert(String(decoding: token, as: UTF8.self).lowercased())
                     }
                     start = end + 1
                 }
@@ -94,10 +94,10 @@ public enum HeaderRewrite {
     }
 
     /// Whether `name` must not cross Subgate, given its kind and what `Connection` nominated.
-    static func isHopByHop(_ name: String, kind: NameKind, nominated: [String]) -> Bool {
+    static func isHopByHop(_ name: String, kind: NameKind, nominated: Set<String>) -> Bool {
         switch kind {
         case .hopByHop, .connection: return true
-        default: return !nominated.isEmpty && nominated.contains { name.caseInsensitiveEquals($0) }
+        default: return !nominated.isEmpty && nominated.contains(name.lowercased())
         }
     }
 
@@ -135,18 +135,16 @@ public enum HeaderRewrite {
         generateRequestID: () -> String
     ) -> (headers: HTTPHeaders, requestID: String) {
         let nominated = Self.connectionNominated(headers)
-        // The client's block is edited in place: fields are removed by name and Subgate's
-        // added at the end. Copying every kept field into a new block cost a validity scan
-        // per field in NIO's `HTTPHeaders.add` (the bench's profile).
-        var remove = NamesToRemove()
+        // One pass keeps the fields that cross, and one `HTTPHeaders(_:)` builds the block:
+        // NIO's `add` scans every field it is given (the bench's profile), and removing by name
+        // costs a pass per name (a hostile head can name a hundred).
+        var kept: [(String, String)] = []
+        kept.reserveCapacity(headers.count + 4 + context.added.count)
         var forwardedFor: String? = nil
         var requestID: String? = nil
         for (name, value) in headers {
             let kind = Self.kind(of: name)
-            if Self.isHopByHop(name, kind: kind, nominated: nominated) {
-                remove.add(name)
-                continue
-            }
+            if Self.isHopByHop(name, kind: kind, nominated: nominated) { continue }
             switch kind {
             case .subgate, .contentLength, .expect, .forwardedProto:
                 // content-length: re-added below from the checked framing.
@@ -154,40 +152,32 @@ public enum HeaderRewrite {
                 // expect: Subgate answers `100-continue` itself when it is ready for the body (the
                 // only expectation `RequestHeadRules` lets through); asking the upstream too would
                 // make a client that waits for the 100 depend on the upstream's support for it.
-                remove.add(name)
+                continue
             case .forwardedFor:
                 forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value
-                remove.add(name)
             case .requestID:
                 if requestID == nil, Self.isAcceptableRequestID(value) { requestID = value }
-                remove.add(name)
             case .other, .hopByHop, .connection:
-                if let token = context.tokenHeaderToRemove, name.caseInsensitiveEquals(token) {
-                    remove.add(name)
-                } else if context.removeGatewaySecret, name.caseInsensitiveEquals(GatewayRelay.secretHeader) {
-                    remove.add(name)
-                }
+                if let token = context.tokenHeaderToRemove, name.caseInsensitiveEquals(token) { continue }
+                if context.removeGatewaySecret, name.caseInsensitiveEquals(GatewayRelay.secretHeader) { continue }
+                kept.append((name, value))
             }
         }
-        var out = headers
-        remove.apply(to: &out)
         switch framing {
         case .none: break
-        case .contentLength(let n): out.add(name: "content-length", value: String(n))
-        case .chunked: out.add(name: "transfer-encoding", value: "chunked")
+        case .contentLength(let n): kept.append(("content-length", String(n)))
+        case .chunked: kept.append(("transfer-encoding", "chunked"))
         }
         if let client = context.clientAddress {
-            out.add(name: "x-forwarded-for", value: forwardedFor.map { $0 + ", " + client } ?? client)
+            kept.append(("x-forwarded-for", forwardedFor.map { $0 + ", " + client } ?? client))
         } else if let forwardedFor {
-            out.add(name: "x-forwarded-for", value: forwardedFor)
+            kept.append(("x-forwarded-for", forwardedFor))
         }
-        out.add(name: "x-forwarded-proto", value: "http")
+        kept.append(("x-forwarded-proto", "http"))
         let id = requestID ?? generateRequestID()
-        out.add(name: "x-request-id", value: id)
-        for (name, value) in context.added {
-            out.add(name: name, value: value)
-        }
-        return (out, id)
+        kept.append(("x-request-id", id))
+        kept.append(contentsOf: context.added)
+        return (HTTPHeaders(kept), id)
     }
 
     /// A client-supplied request id is kept when it is short visible ASCII, so it cannot
@@ -232,19 +222,19 @@ public enum HeaderRewrite {
         }
         guard transferEncodings == 0 || (transferEncodings == 1 && chunked) else { return .failure(.ambiguousFraming) }
         let nominated = hasConnection ? Self.connectionNominated(headers) : []
-        var remove = NamesToRemove()
+        var kept: [(String, String)] = []
+        kept.reserveCapacity(headers.count)
         var usage: String?
         for (name, value) in headers {
             let kind = Self.kind(of: name)
-            if Self.isHopByHop(name, kind: kind, nominated: nominated) {
-                remove.add(name)
-            } else if kind == .subgate {
+            if Self.isHopByHop(name, kind: kind, nominated: nominated) { continue }
+            if kind == .subgate {
                 if usage == nil && name.caseInsensitiveEquals("x-subgate-usage") { usage = value }
-                remove.add(name)
+                continue
             }
+            kept.append((name, value))
         }
-        var out = headers
-        remove.apply(to: &out)
+        let out = HTTPHeaders(kept)
         return .success(ClientResponseHeaders(headers: out, usage: usage))
     }
 }
@@ -294,20 +284,6 @@ public enum RequestID {
             }
             return 16
         }
-    }
-}
-
-/// Field names to take out of a header block; each distinct name once (`HTTPHeaders.remove`
-/// removes every field of that name, ignoring case).
-struct NamesToRemove {
-    private var names: [String] = []
-
-    mutating func add(_ name: String) {
-        if !self.names.contains(where: { $0.caseInsensitiveEquals(name) }) { self.names.append(name) }
-    }
-
-    func apply(to headers: inout HTTPHeaders) {
-        for name in self.names { headers.remove(name: name) }
     }
 }
 

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import SubgateCore
 
 /// The gateway-relayed calls Subgate has answered (SPEC §6), shared by every event loop and
@@ -59,8 +60,8 @@ public final class RelayLedger: Sendable {
     }
 
     /// The upstream answered a forwarded call: keep (and persist) its outcome, now.
-    func complete(relayID: String, bodyHash: String, answer: RelayAnswer?) {
-        let record = RelayRecord(relayID: relayID, bodyHash: bodyHash, recordedAt: Self.now, answer: answer)
+    func complete(relayID: String, request: String, bodyHash: String, answer: RelayAnswer?) {
+        let record = RelayRecord(relayID: relayID, request: request, bodyHash: bodyHash, recordedAt: Self.now, answer: answer)
         self.counters.withLockedValue { $0.forwarded += 1 }
         self.book.withLockedValue { book in
             book.complete(record)
@@ -73,6 +74,11 @@ public final class RelayLedger: Sendable {
     func abandon(_ relayID: String) {
         self.counters.withLockedValue { $0.abandoned += 1 }
         self.book.withLockedValue { $0.abandon(relayID) }
+    }
+
+    /// Waits until every record is on disk (graceful shutdown).
+    public func close() {
+        self.store?.close()
     }
 
     func countReplay(_ replay: RelayBook.Replay) {
@@ -101,8 +107,10 @@ public final class RelayLedger: Sendable {
             ("relay_calls_in_flight", String(inFlight)),
             ("relay_store_failing", self.store?.isFailing == true ? "true" : "false"),
         ]
-        if let price = self.pricePerCallMicros {
-            let gross = price * counters.forwarded
+        // Clamped: a large price times many calls must not overflow (and trap) in /status.
+        if let price = self.pricePerCallMicros, case (let gross, false) = price.multipliedReportingOverflow(by: counters.forwarded),
+            !gross.multipliedReportingOverflow(by: 1000).overflow
+        {
             fields.append(("relay_gross_usd_estimate", "\"\(MicroDollars.format(gross))\""))
             fields.append(("relay_seller_share_usd_estimate", "\"\(MicroDollars.format(GatewayFee.sellerShare(grossMicros: gross)))\""))
         }
@@ -110,34 +118,44 @@ public final class RelayLedger: Sendable {
     }
 }
 
-/// `relay_store`: one JSON record per line, appended and fsynced off the event loops on a
-/// serial queue, compacted at start and whenever it holds more than twice the live records.
-/// A torn last line (a crash mid-write) fails to decode and is dropped at the next start.
+/// `relay_store`: one JSON record per line, written and fsynced on a serial queue, never on
+/// an event loop (the loops only enqueue); compacted at start and whenever the file holds more
+/// than twice the live records, one compaction at a time. A torn last line (a crash mid-write)
+/// fails to decode and is dropped at the next start; a failed write is truncated away.
+/// The file is created 0600 and locked (`flock`), so two instances cannot share it.
 final class RelayStoreFile: Sendable {
     private let path: String
     private let logger: Logger
     private let queue = DispatchQueue(label: "subgate.relay-store")
-    /// The open file and how many lines it holds; touched only on `queue` (and in `open`).
-    private let file: NIOLockedValueBox<(handle: FileHandle, lines: Int)>
+    /// The open descriptor; used only on `queue` (and in `open` before anything is queued).
+    private let descriptor: NIOLockedValueBox<Int32>
+    /// Lines in the file and whether a compaction is queued: read and written under the
+    /// ledger's lock on the event loops, so the decision to compact is never made twice.
+    private let bookkeeping: NIOLockedValueBox<(lines: Int, compacting: Bool)>
     private let failing = NIOLockedValueBox(false)
 
-    private init(path: String, handle: FileHandle, lines: Int, logger: Logger) {
+    private init(path: String, descriptor: Int32, lines: Int, logger: Logger) {
         self.path = path
         self.logger = logger
-        self.file = NIOLockedValueBox((handle, lines))
+        self.descriptor = NIOLockedValueBox(descriptor)
+        self.bookkeeping = NIOLockedValueBox((lines, false))
     }
 
     var isFailing: Bool { self.failing.withLockedValue { $0 } }
 
-    /// Opens (creating) `path` and reads its records; lines that do not decode are counted.
+    /// Opens (creating, mode 0600) and locks `path`, and reads its records; lines that do not
+    /// decode are counted.
     static func open(path: String, logger: Logger) throws -> (RelayStoreFile, [RelayRecord], skipped: Int) {
-        let manager = FileManager.default
-        if !manager.fileExists(atPath: path) {
-            guard manager.createFile(atPath: path, contents: nil) else {
-                throw RelayStoreError(description: "cannot create relay_store \(path) (check the directory exists and is writable)")
-            }
+        let descriptor = Foundation.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw RelayStoreError(description: "cannot open relay_store \(path): \(String(cString: strerror(errno))) (check the directory exists and is writable)")
         }
-        guard let data = manager.contents(atPath: path) else {
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            Foundation.close(descriptor)
+            throw RelayStoreError(description: "relay_store \(path) is in use by another process (flock); give each instance its own")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            Foundation.close(descriptor)
             throw RelayStoreError(description: "cannot read relay_store \(path)")
         }
         var records: [RelayRecord] = []
@@ -150,80 +168,159 @@ final class RelayStoreFile: Sendable {
                 skipped += 1
             }
         }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw RelayStoreError(description: "cannot open relay_store \(path) for writing")
-        }
-        _ = try handle.seekToEnd()
-        return (RelayStoreFile(path: path, handle: handle, lines: records.count + skipped, logger: logger), records, skipped)
+        return (RelayStoreFile(path: path, descriptor: descriptor, lines: records.count + skipped, logger: logger), records, skipped)
     }
 
-    /// Rewrites the file with `records` only (temporary file, fsync, rename).
+    /// Rewrites the file with `records` only: a temporary file, fsync, rename, fsync of the
+    /// directory, then the new file is locked and used. Runs at start and on `queue`.
     func compact(_ records: [RelayRecord]) throws {
-        try self.file.withLockedValue { file in
-            let temporary = self.path + ".tmp"
-            var data = Data()
-            let encoder = JSONEncoder()
-            for record in records {
-                data.append(try encoder.encode(record))
-                data.append(UInt8(ascii: "\n"))
-            }
-            guard FileManager.default.createFile(atPath: temporary, contents: data),
-                let written = FileHandle(forWritingAtPath: temporary)
-            else { throw RelayStoreError(description: "cannot write \(temporary)") }
-            try written.synchronize()
-            try written.close()
-            guard rename(temporary, self.path) == 0 else {
-                throw RelayStoreError(description: "cannot replace \(self.path) with its compacted copy (errno \(errno))")
-            }
-            try? file.handle.close()
-            guard let handle = FileHandle(forWritingAtPath: self.path) else {
-                throw RelayStoreError(description: "cannot reopen relay_store \(self.path)")
-            }
-            _ = try handle.seekToEnd()
-            file = (handle, records.count)
+        let temporary = self.path + ".tmp"
+        var data = Data()
+        let encoder = JSONEncoder()
+        for record in records {
+            data.append(try encoder.encode(record))
+            data.append(UInt8(ascii: "\n"))
         }
+        let fresh = Foundation.open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fresh >= 0 else { throw RelayStoreError(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        do {
+            guard flock(fresh, LOCK_EX | LOCK_NB) == 0 else { throw RelayStoreError(description: "cannot lock \(temporary)") }
+            try Self.writeAll(data, to: fresh)
+            guard fsync(fresh) == 0, rename(temporary, self.path) == 0 else {
+                throw RelayStoreError(description: "cannot replace \(self.path) with its compacted copy: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            Foundation.close(fresh)
+            throw error
+        }
+        Self.syncDirectory(of: self.path)
+        let old = self.descriptor.withLockedValue { descriptor in
+            defer { descriptor = fresh }
+            return descriptor
+        }
+        Foundation.close(old)
+        self.bookkeeping.withLockedValue { $0.lines = records.count }
     }
 
-    /// Appends `record` and fsyncs, off the caller's thread; compacts when the file holds more
-    /// than twice the `live` records. Called under the ledger's lock, so writes keep its order.
+    /// Queues `record` for the file; when the file holds more than twice the `live` records,
+    /// queues a compaction with `snapshot()` instead (it holds the record already). Called
+    /// under the ledger's lock, so the queue sees records in the book's order; nothing here
+    /// blocks on the file.
     func append(_ record: RelayRecord, live: Int, compactWith snapshot: () -> [RelayRecord]) {
-        guard var encoded = try? JSONEncoder().encode(record) else { return }
-        encoded.append(UInt8(ascii: "\n"))
-        let line = encoded
-        let lines = self.file.withLockedValue { $0.lines }
-        let compaction = lines + 1 > max(1024, 2 * live) ? snapshot() : nil
+        let compaction: [RelayRecord]? = self.bookkeeping.withLockedValue { bookkeeping in
+            bookkeeping.lines += 1
+            guard !bookkeeping.compacting, bookkeeping.lines > max(1024, 2 * live) else { return nil }
+            bookkeeping.compacting = true
+            return snapshot()
+        }
         self.queue.async {
             do {
                 if let compaction {
+                    defer { self.bookkeeping.withLockedValue { $0.compacting = false } }
                     try self.compact(compaction)
                 } else {
-                    try self.file.withLockedValue { file in
-                        try file.handle.write(contentsOf: line)
-                        try file.handle.synchronize()
-                        file.lines += 1
-                    }
+                    var line = try JSONEncoder().encode(record)
+                    line.append(UInt8(ascii: "\n"))
+                    try self.appendLine(line)
                 }
-                if self.failing.withLockedValue({ $0 }) {
-                    self.failing.withLockedValue { $0 = false }
-                    self.logger.notice("relay store writable again", metadata: ["relay_store": "\(self.path)"])
-                }
+                self.recovered()
             } catch {
-                let first = self.failing.withLockedValue { failing in
-                    defer { failing = true }
-                    return !failing
-                }
-                if first {
-                    // The record stays in memory: replays work until a restart.
-                    self.logger.error(
-                        "relay store write failed; relayed answers are kept in memory only",
-                        metadata: ["relay_store": "\(self.path)", "error": "\(error)"]
-                    )
-                }
+                self.failed(error)
             }
+        }
+    }
+
+    /// Waits for everything queued to be on disk, then closes (and unlocks) the file: the
+    /// graceful shutdown. Records completed after this are kept in memory only.
+    func close() {
+        self.queue.sync {
+            let descriptor = self.descriptor.withLockedValue { descriptor in
+                defer { descriptor = -1 }
+                return descriptor
+            }
+            guard descriptor >= 0 else { return }
+            _ = fsync(descriptor)
+            Foundation.close(descriptor)
+        }
+    }
+
+    // MARK: - On `queue`
+
+    private func appendLine(_ line: Data) throws {
+        let descriptor = self.descriptor.withLockedValue { $0 }
+        let end = lseek(descriptor, 0, SEEK_END)
+        do {
+            try Self.writeAll(line, to: descriptor)
+            guard fsync(descriptor) == 0 else { throw RelayStoreError(description: "fsync: \(String(cString: strerror(errno)))") }
+        } catch {
+            // A partial line would swallow the next record at the next start: cut it off.
+            if end >= 0 { _ = ftruncate(descriptor, end) }
+            throw error
+        }
+    }
+
+    private static func writeAll(_ data: Data, to descriptor: Int32) throws {
+        try data.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw RelayStoreError(description: "write: \(String(cString: strerror(errno)))")
+                }
+                offset += written
+            }
+        }
+    }
+
+    private static func syncDirectory(of path: String) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let descriptor = Foundation.open(directory.isEmpty ? "." : directory, O_RDONLY | O_CLOEXEC)
+        if descriptor >= 0 {
+            _ = fsync(descriptor)
+            Foundation.close(descriptor)
+        }
+    }
+
+    private func recovered() {
+        let wasFailing = self.failing.withLockedValue { failing in
+            defer { failing = false }
+            return failing
+        }
+        if wasFailing { self.logger.notice("relay store writable again", metadata: ["relay_store": "\(self.path)"]) }
+    }
+
+    private func failed(_ error: any Error) {
+        let first = self.failing.withLockedValue { failing in
+            defer { failing = true }
+            return !failing
+        }
+        if first {
+            // The record stays in memory: replays work until a restart.
+            self.logger.error(
+                "relay store write failed; relayed answers are kept in memory only",
+                metadata: ["relay_store": "\(self.path)", "error": "\(error)"]
+            )
         }
     }
 }
 
 struct RelayStoreError: Error, CustomStringConvertible {
     var description: String
+}
+
+/// Keeps `relay_store` open while Subgate runs and, on graceful shutdown, waits until every
+/// queued record is on disk. Listed before the proxy in the service group, so it stops after
+/// the proxy has drained: the last relayed answers are kept too.
+public struct RelayStoreService: Service {
+    private let relays: RelayLedger
+
+    public init(relays: RelayLedger) {
+        self.relays = relays
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        self.relays.close()
+    }
 }

@@ -107,6 +107,9 @@ final class Exchange {
     /// A call relayed by the Crochet gateway (SPEC §6); it carries no token and bills nothing.
     var relay: RelayExchange?
 
+    /// `POST /v1/run`: what a repeat of a relay id must ask again to be replayed.
+    var relayRequestLine: String { "\(self.method.rawValue) \(self.upstreamHead.uri)" }
+
     init(
         head: HTTPRequestHead,
         upstreamHead: HTTPRequestHead,
@@ -318,6 +321,9 @@ extension ProxyHandler {
                 break
             case .relayed(let id):
                 relayID = id
+            case .reject where self.shared.config.enforce == .shadow:
+                // Shadow mode serves every request: a bad relay header leaves the token to decide.
+                break
             case .reject(let rejection):
                 if rejection == .tokenInvalid {
                     self.shared.logger.warning(
@@ -374,8 +380,17 @@ extension ProxyHandler {
             case .inProgress:
                 self.respondWithRejection(exchange, .relayInProgress, context: context, keepConnection: true)
             case .recorded(let record):
-                // Decided once the body has been read and hashed (`requestEnd`); nothing goes upstream.
+                // Decided once the body has been read and hashed (`requestEnd`); nothing goes
+                // upstream. The body is asked for (100-continue) and must arrive within
+                // upstream_timeout.
                 exchange.relay = RelayExchange(id: relayID, mode: .replaying(record))
+                if framing.expectsContinue && !ended {
+                    exchange.continueSent = true
+                    context.writeAndFlush(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+                }
+                self.upstreamDeadline.set(context.eventLoop.now + TimeAmount(self.shared.config.upstreamTimeout), on: context.eventLoop) { [weak self] in
+                    self?.upstreamTimerFired()
+                }
             }
             return
         }
@@ -458,6 +473,7 @@ extension ProxyHandler {
         case .exchange(let exchange):
             exchange.requestEnded = true
             if let relay = exchange.relay, case .replaying(let record) = relay.mode {
+                self.upstreamDeadline.clear()
                 self.replay(exchange, record: record, bodyHash: relay.digest.hex(), context: context)
                 return
             }
@@ -556,6 +572,11 @@ extension ProxyHandler {
             self?.upstreamTimerFired()
         }
         guard due, case .exchange(let exchange) = self.state, !exchange.responseHeadReceived else { return }
+        if exchange.relay?.isReplaying == true {
+            // A repeat waiting for the rest of its body: the client is too slow, not the upstream.
+            self.respondWithRejection(exchange, .bodyTimeout, context: context)
+            return
+        }
         self.abortUpstream(exchange)
         self.respondWithRejection(exchange, .upstreamTimeout, context: context)
     }
@@ -905,11 +926,13 @@ extension ProxyHandler {
     private func settleAndLog(_ exchange: Exchange) {
         if let relay = exchange.relay, !relay.isReplaying, !relay.settled, let relays = self.shared.relays {
             relay.settled = true
-            // Kept only when the upstream answered a whole request: a repeat is then answered
-            // from the record. Any other end (Subgate's own answer, an abort) keeps nothing,
-            // and a retry is forwarded again.
-            if exchange.outcome == "forwarded", exchange.requestEnded, exchange.responseEnded, let answer = relay.answer {
-                relays.complete(relayID: relay.id, bodyHash: relay.digest.hex(), answer: relay.answerTooLarge ? nil : answer)
+            // Kept only when the upstream answered a whole request with an answer worth
+            // repeating: a repeat is then answered from the record. Any other end (Subgate's own
+            // answer, an abort, the seller's 5xx, 408 or 429, a HEAD) keeps nothing, and the
+            // gateway's retry is forwarded again.
+            let worthKeeping = exchange.status < 500 && exchange.status != 408 && exchange.status != 429 && exchange.method != .HEAD
+            if exchange.outcome == "forwarded", exchange.requestEnded, exchange.responseEnded, worthKeeping, let answer = relay.answer {
+                relays.complete(relayID: relay.id, request: exchange.relayRequestLine, bodyHash: relay.digest.hex(), answer: relay.answerTooLarge ? nil : answer)
             } else {
                 relays.abandon(relay.id)
             }
@@ -946,7 +969,7 @@ extension ProxyHandler {
     /// A repeat of a recorded relay id (SPEC §6): the same body replays the recorded answer
     /// without calling the upstream; another body is refused.
     private func replay(_ exchange: Exchange, record: RelayRecord, bodyHash: String, context: ChannelHandlerContext) {
-        let decision = RelayBook.replay(record, bodyHash: bodyHash)
+        let decision = RelayBook.replay(record, request: exchange.relayRequestLine, bodyHash: bodyHash)
         self.shared.relays?.countReplay(decision)
         switch decision {
         case .bodyMismatch:

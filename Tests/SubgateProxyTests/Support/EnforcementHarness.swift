@@ -63,6 +63,7 @@ struct EnforcementHarness {
 
     func stop() async {
         _ = await self.server.drain(until: .now)
+        self.relays?.close()
         await self.enforcer.client.shutdown()
         await self.simulator.stop()
         await self.upstream.stop()
