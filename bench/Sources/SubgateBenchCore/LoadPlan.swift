@@ -31,6 +31,8 @@ public struct LoadOptions: Sendable, Equatable {
     public var usagePerAnswer: Int?
     public var tokenHeader: String = "x-subscription-token"
     public var seed: UInt64 = 1
+    /// `fast` (the bench's own framer) or `nio` (NIO's HTTPResponseDecoder).
+    public var decoder: String = "fast"
 
     public init() {}
 }
@@ -62,6 +64,14 @@ public struct LoadPlan: Sendable, Equatable {
     public let usagePerAnswer: Int?
     public let tokenHeader: String
     public let seed: UInt64
+    /// How answers are parsed: `ResponseFramer` (fast) or NIO's `HTTPResponseDecoder`.
+    public let decoder: AnswerDecoder
+
+    /// Which parser finds the answers' ends.
+    public enum AnswerDecoder: String, Sendable, Equatable {
+        case fast
+        case nio
+    }
 
     /// Checks every option; the first problem found, as a sentence.
     public init(_ options: LoadOptions) throws(LoadPlanProblem) {
@@ -155,6 +165,10 @@ public struct LoadPlan: Sendable, Equatable {
         }
         self.tokenHeader = header.lowercased()
         self.seed = options.seed
+        guard let decoder = AnswerDecoder(rawValue: options.decoder) else {
+            throw LoadPlanProblem("--decoder '\(options.decoder)' is unknown; use fast (the bench's framer) or nio (NIO's HTTPResponseDecoder).")
+        }
+        self.decoder = decoder
     }
 
     /// Units the target should bill per billable answer (the bench upstream honours `--usage`).

@@ -30,6 +30,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var loop: String
     public var connections: Int
     public var threads: Int
+    /// `fast` or `nio`: the generator's answer parser.
+    public var decoder: String
     /// Open loop's target rate (requests/s); nil for a closed loop.
     public var targetRate: Double?
     /// The token mix, as `hot`, `zipf(1.0) over 10000 tokens, 5% invalid, 5% no token`.
@@ -72,6 +74,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         }
         self.connections = plan.connections
         self.threads = plan.threads
+        self.decoder = plan.decoder.rawValue
         self.mix = Self.describe(plan.mix)
         self.warmupSeconds = plan.warmup.seconds
         self.durationSeconds = measuredSeconds
@@ -140,7 +143,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         } else {
             loopText = "closed loop, \(self.connections) connections"
         }
-        lines.append("\(self.label.isEmpty ? "" : self.label + ": ")\(self.target) — \(loopText), \(self.threads) thread(s)")
+        lines.append("\(self.label.isEmpty ? "" : self.label + ": ")\(self.target) — \(loopText), \(self.threads) thread(s), \(self.decoder) decoder")
         lines.append("tokens: \(self.mix); \(ReportFormat.trimmed(self.durationSeconds))s measured after \(ReportFormat.trimmed(self.warmupSeconds))s warm-up\(self.tokensExhausted ? " (tokens ran out: window cut short)" : "")")
         let header = ["requests/s", "p50", "p90", "p99", "p99.9", "max", "requests", "errors"]
         let row = [

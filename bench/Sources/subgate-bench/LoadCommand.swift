@@ -95,6 +95,9 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "Seed of the token draws (same seed, same sequence).")
     var seed: UInt64 = 1
 
+    @Option(help: "Answer parser: fast (the bench's framer) or nio (NIO's HTTPResponseDecoder, slower; a cross-check).")
+    var decoder: String = "fast"
+
     @Option(help: "A name for the run in reports.")
     var label: String = ""
 
@@ -123,6 +126,7 @@ struct LoadCommand: AsyncParsableCommand {
         options.usagePerAnswer = self.usage
         options.tokenHeader = self.tokenHeader
         options.seed = self.seed
+        options.decoder = self.decoder
         return options
     }
 

@@ -97,11 +97,16 @@ final class LoadDriver: @unchecked Sendable {
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        RawRequestWriter(),
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
-                        LoadConnectionHandler(driver: self, slot: slot),
-                    ])
+                    switch self.plan.decoder {
+                    case .fast:
+                        try channel.pipeline.syncOperations.addHandler(FramedConnectionHandler(driver: self, slot: slot))
+                    case .nio:
+                        try channel.pipeline.syncOperations.addHandlers([
+                            RawRequestWriter(),
+                            ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
+                            DecodedConnectionHandler(driver: self, slot: slot),
+                        ])
+                    }
                 }
             }
             .connect(to: self.address)
@@ -236,8 +241,13 @@ final class LoadDriver: @unchecked Sendable {
         self.slots[slot].status = 0
         self.tally.sent += 1
         if valid { self.tally.validSent += 1 }
-        context.write(NIOAny(HTTPClientRequestPart.head(self.head)), promise: nil)
-        context.writeAndFlush(NIOAny(HTTPClientRequestPart.body(.byteBuffer(self.catalog.request(pick)))), promise: nil)
+        switch self.plan.decoder {
+        case .fast:
+            context.writeAndFlush(NIOAny(self.catalog.request(pick)), promise: nil)
+        case .nio:
+            context.write(NIOAny(HTTPClientRequestPart.head(self.head)), promise: nil)
+            context.writeAndFlush(NIOAny(HTTPClientRequestPart.body(.byteBuffer(self.catalog.request(pick)))), promise: nil)
+        }
     }
 
     private func tokensRanOut(at now: Int64) {
