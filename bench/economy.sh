@@ -26,6 +26,9 @@ nginx -c "$WORK/origin.conf" -p "$WORK" & PIDS+=($!)
 "$BIN" simulate --listen 127.0.0.1:$SIM --seed-tokens "$TOKENS" > "$WORK/sim.out" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do [ "$(grep -c '^cro_sub_' "$WORK/sim.out" || true)" -ge "$TOKENS" ] && break; sleep 0.2; done
 grep '^cro_sub_' "$WORK/sim.out" > "$WORK/tokens.txt"
+# The simulator's admin prefix (being renamed /_admin → /_sim): SIM_ADMIN, or the one that answers.
+SIM_ADMIN=${SIM_ADMIN:-auto}
+if [ "$SIM_ADMIN" = auto ]; then SIM_ADMIN=/_admin; curl -sf -o /dev/null "http://127.0.0.1:$SIM/_sim/calls" && SIM_ADMIN=/_sim; fi
 cat > "$WORK/subgate.conf" <<CONF
 listen = 127.0.0.1:$SUBGATE
 admin_listen = 127.0.0.1:$ADMIN
@@ -52,8 +55,8 @@ for _ in $(seq 600); do
   [ "$pending" = 0 ] && break; sleep 1
 done
 curl -sf "http://127.0.0.1:$ADMIN/metrics" > "$WORK/metrics.txt"
-curl -sf "http://127.0.0.1:$SIM/_admin/calls" > "$WORK/calls.json"
-curl -sf "http://127.0.0.1:$SIM/_admin/usage" > "$WORK/usage.json"
+curl -sf "http://127.0.0.1:$SIM$SIM_ADMIN/calls" > "$WORK/calls.json"
+curl -sf "http://127.0.0.1:$SIM$SIM_ADMIN/usage" > "$WORK/usage.json"
 python3 - "$WORK" <<'PY'
 import json, re, sys
 work = sys.argv[1]

@@ -37,7 +37,10 @@ taskset -c 0 nginx -c "$WORK/origin.conf" -p "$WORK" & PIDS+=($!)
 taskset -c 0 nginx -c "$WORK/proxy.conf" -p "$WORK" & PIDS+=($!)
 taskset -c 1 "$BIN" simulate --listen 127.0.0.1:$SIM > "$WORK/sim.log" 2>&1 & PIDS+=($!)
 sleep 1
-TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM/_admin/tokens" -H 'content-type: application/json' -d '{"usage_limit":null}' \
+# The simulator's admin prefix (being renamed /_admin → /_sim): SIM_ADMIN, or the one that answers.
+SIM_ADMIN=${SIM_ADMIN:-auto}
+if [ "$SIM_ADMIN" = auto ]; then SIM_ADMIN=/_admin; curl -sf -o /dev/null "http://127.0.0.1:$SIM/_sim/calls" && SIM_ADMIN=/_sim; fi
+TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM$SIM_ADMIN/tokens" -H 'content-type: application/json' -d '{"usage_limit":null}' \
   | sed -E 's/.*"token":"([^"]+)".*/\1/')
 cat > "$WORK/subgate.conf" <<CONF
 listen = 127.0.0.1:$SUBGATE
