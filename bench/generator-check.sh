@@ -43,7 +43,7 @@ for round in $(seq "$ROUNDS"); do
     r=$(grep -o '"requestsPerSecond":[0-9.]*' "$WORK/bench.json" | cut -d: -f2 | cut -d. -f1)
     RPS[bench-$decoder]+="$r "; CPU[bench-$decoder]+="$(awk -v ms="$(cpu_ms)" -v n="$n" 'BEGIN {printf "%.2f", ms * 1000 / n}') "
   done
-  echo "round $round: wrk ${RPS[wrk]##* }… (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
+  echo "round $round of $ROUNDS done (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '%-26s %10s %16s   %s\n' generator "req/s" "CPU µs/request" "rounds (req/s)"
