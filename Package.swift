@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "subgate", targets: ["subgate"]),
+        .executable(name: "subgate-bench", targets: ["subgate-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -20,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // The bench's latency histograms (product "Histogram").
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Pure Swift: configuration, header rules, decisions. No sockets, no NIOPosix.
@@ -80,6 +83,32 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The bench (issue 5): its pure parts (sampling, schedules, plans, reports) in a library
+        // the tests import; the load generator, the bench upstream and the simulator helpers in
+        // the executable. It never links the proxy: the generator never shares a process with it.
+        .target(
+            name: "SubgateBenchCore",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "bench/Sources/SubgateBenchCore",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "subgate-bench",
+            dependencies: [
+                "SubgateBenchCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "bench/Sources/subgate-bench",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SubgateCoreTests",
             dependencies: [
@@ -103,6 +132,14 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SubgateBenchTests",
+            dependencies: [
+                "SubgateBenchCore",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
