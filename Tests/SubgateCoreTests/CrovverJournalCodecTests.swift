@@ -178,3 +178,20 @@ import Testing
         #expect(TenantLookup.find(in: HTTPHeaders([("x-tenant-id", "a"), ("x-tenant-id", "b")]), name: "x-tenant-id") == .invalid)
     }
 }
+
+/// The flush loop drains early only what the budget held back (`hasSendableBatches`).
+@Suite struct CrovverBatchBookBacklogTests {
+    @Test("hasSendableBatches: pending credits of a pool with no open batch, or an open batch not in flight")
+    func sendable() {
+        let key = CrovverPoolKey(tenant: "ws", pool: "api_calls")
+        var book = CrovverBatchBook(sidecarID: "00000000000000aa")
+        #expect(!book.hasSendableBatches)
+        book.add(key, units: 2, endpoint: "/", requestID: "r")
+        #expect(book.hasSendableBatches)
+        let (batches, _) = book.takeBatches(maxBatches: 1)
+        book.add(key, units: 1, endpoint: "/", requestID: "r")
+        #expect(!book.hasSendableBatches, "new credits wait for the pool's batch in flight")
+        book.release(batches[0].sequence)
+        #expect(book.hasSendableBatches, "the released batch is sent again")
+    }
+}

@@ -180,6 +180,14 @@ public struct CrovverBatchBook: Sendable, Equatable {
         return (batches, opened)
     }
 
+    /// Whether `takeBatches` would return something now: an open batch not in flight, or
+    /// pending credits of a pool without an open batch.
+    public var hasSendableBatches: Bool {
+        if self.open.keys.contains(where: { !self.inFlight.contains($0) }) { return true }
+        let busy = Set(self.open.values.map(\.key))
+        return self.pending.contains { !busy.contains($0.key) && $0.value.units > 0 }
+    }
+
     /// The batch was answered (or given up): it is done. Returns it, if it was open.
     @discardableResult
     public mutating func settle(_ sequence: UInt64) -> CrovverBatch? {

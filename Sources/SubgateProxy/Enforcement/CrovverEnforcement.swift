@@ -402,11 +402,14 @@ final class CrovverEnforcement: Sendable {
     /// pause): `POST /flush` and the final flush on shutdown.
     func flush(force: Bool = false) async -> UsageRecorder.FlushSummary {
         let now = ContinuousClock.now
+        var budgetLimited = false
         let taken: [(CrovverBatch, String)]? = self.control.withLockedValue { control in
             guard !control.flushing else { return nil }
             if !force, let retryAt = control.retryAt, now < retryAt { return [] }
             control.flushing = true
-            let (batches, opened) = control.book.takeBatches(maxBatches: control.budget.available(now: now))
+            let available = control.budget.available(now: now)
+            let (batches, opened) = control.book.takeBatches(maxBatches: available)
+            budgetLimited = batches.count >= available && control.book.hasSendableBatches
             for batch in opened { self.journal?.append(.crovverBatchOpened(batch)) }
             var allowed: [(CrovverBatch, String)] = []
             for batch in batches {
@@ -470,6 +473,7 @@ final class CrovverEnforcement: Sendable {
         }
         summary.pendingUnits = total
         summary.stoppedBecause = stop
+        summary.budgetLimited = budgetLimited
         self.pendingGauge.record(total)
         if let journal = self.journal, journal.bytes > 256 * 1024 {
             do { try await journal.compact() } catch {

@@ -66,7 +66,9 @@ public final class EnforcementService: Service, Sendable {
             if Task.isCancelled { break }
             let next = ContinuousClock.now + self.config.usageFlushInterval
             var summary = await self.enforcer.flush()
+            // Crovver: one batch per pool per interval (SPEC §6), so only a budget backlog drains early.
             while summary.stoppedBecause == nil && summary.pendingUnits > 0 && !Task.isCancelled
+                && (self.enforcer.crovver == nil || summary.budgetLimited)
                 && ContinuousClock.now + Self.drainStep < next
             {
                 try? await Task.sleep(for: Self.drainStep)

@@ -964,6 +964,11 @@ extension ProxyHandler {
             "client": .string(self.clientAddress ?? "-"),
         ]
         if let relay = exchange.relay { metadata["relay_id"] = .string(relay.id) }
+        if self.shared.config.backend == .crovver {
+            // Keyed by tenant, which is no secret: logged whole, never as a token.
+            metadata["token"] = nil
+            metadata["tenant"] = .string(exchange.tokenHash ?? "-")
+        }
         self.shared.logger.info("request", metadata: metadata)
     }
 
