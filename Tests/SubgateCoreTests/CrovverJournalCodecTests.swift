@@ -23,6 +23,7 @@ import Testing
             .crovverIdentity(sidecarID: "0123456789abcdef", nextSequence: 42),
             .crovverCommitted(key: Self.key, units: 7),
             .crovverCommitted(key: Self.odd, units: 1_000_000),
+            .crovverCommitted(key: Self.key, units: 1_000_000_000),
             .crovverBatchOpened(CrovverBatch(sequence: 9, key: Self.key, units: 12, endpoint: "/api/export", requestID: "req-1")),
             .crovverBatchOpened(CrovverBatch(sequence: 10, key: Self.odd, units: 1, endpoint: "", requestID: "")),
             .crovverBatchSettled(sequence: 9),
@@ -83,7 +84,11 @@ import Testing
         var bytes: [UInt8] = []
         #expect(!JournalCodec.encode(.crovverIdentity(sidecarID: "not-hex", nextSequence: 1), into: &bytes))
         #expect(!JournalCodec.encode(.crovverBatchOpened(CrovverBatch(sequence: 1, key: Self.key, units: 0, endpoint: "", requestID: "")), into: &bytes))
+        #expect(!JournalCodec.encode(.crovverBatchOpened(CrovverBatch(sequence: 1, key: Self.key, units: 1_000_000_001, endpoint: "", requestID: "")), into: &bytes))
         #expect(bytes.isEmpty)
+        // Over a line's ceiling, served credits are split over lines, none lost.
+        let split = JournalCodec.replay(Self.encoded([.crovverCommitted(key: Self.key, units: 2_500_000_000)]))
+        #expect(split.records == 3 && split.crovver.pending == [Self.key: 2_500_000_000])
     }
 }
 

@@ -48,8 +48,9 @@ public struct CrovverBatch: Sendable, Equatable {
 /// later flush. While a pool has an open batch, its new units wait: one call per pool per flush,
 /// and a retried key always carries the units it was first sent with.
 public struct CrovverBatchBook: Sendable, Equatable {
-    /// The most credits one batch carries (a journal line's limit); the rest waits a flush.
-    public static let maxBatchUnits = 1_000_000
+    /// The most credits one batch carries (Crovver's ceiling on `amount`, and a journal
+    /// line's); the rest waits a flush.
+    public static let maxBatchUnits = JournalCodec.maxCrovverUnitsPerRecord
     /// `metadata` fields are cut to these lengths (they are journaled with the batch).
     public static let maxEndpointLength = 512
     public static let maxRequestIDLength = 128

@@ -69,6 +69,9 @@ extension JournalCodec {
     /// The longest `crovver` line accepted (tenant ≤ 256, endpoint ≤ 512, request id ≤ 128
     /// bytes, each at worst tripled by percent-encoding, plus a pool name).
     static let maxCrovverLineLength = 4096
+    /// The most credits one `U` or `B` line holds: Crovver's own ceiling on `amount` (the
+    /// simulator's 1…1000000000), so a batch of large requests still fits one call.
+    public static let maxCrovverUnitsPerRecord = 1_000_000_000
 
     /// Encodes a `crovver` record; `nil` for the other kinds (the caller encodes them).
     /// `false`, writing nothing, for one the journal cannot hold.
@@ -83,14 +86,14 @@ extension JournalCodec {
             var left = units
             var lines: [UInt8] = []
             while left > 0 {
-                let chunk = min(left, Self.maxUnitsPerRecord)
+                let chunk = min(left, Self.maxCrovverUnitsPerRecord)
                 left -= chunk
                 guard Self.appendFields(record.letter, [Self.decimal(UInt64(chunk)), Self.text(key.tenant), Self.text(key.pool)], into: &lines) else { return false }
             }
             buffer.append(contentsOf: lines)
             return true
         case .crovverBatchOpened(let batch):
-            guard batch.units > 0, batch.units <= Self.maxUnitsPerRecord else { return false }
+            guard batch.units > 0, batch.units <= Self.maxCrovverUnitsPerRecord else { return false }
             fields = [
                 Self.decimal(batch.sequence), Self.decimal(UInt64(batch.units)), Self.text(batch.key.tenant), Self.text(batch.key.pool),
                 Self.text(batch.endpoint), Self.text(batch.requestID),
@@ -157,13 +160,13 @@ extension JournalCodec {
             guard CrovverBatchBook.isValidSidecarID(id) else { return nil }
             return .crovverIdentity(sidecarID: id, nextSequence: next)
         case UInt8(ascii: "U"):
-            guard fields.count == 3, let units = Self.number(fields[0]), units >= 1, units <= UInt64(Self.maxUnitsPerRecord),
+            guard fields.count == 3, let units = Self.number(fields[0]), units >= 1, units <= UInt64(Self.maxCrovverUnitsPerRecord),
                 let tenant = Self.text(fields[1]), let pool = Self.text(fields[2])
             else { return nil }
             return .crovverCommitted(key: CrovverPoolKey(tenant: tenant, pool: pool), units: Int(units))
         case UInt8(ascii: "B"):
             guard fields.count == 6, let sequence = Self.number(fields[0]), let units = Self.number(fields[1]),
-                units >= 1, units <= UInt64(Self.maxUnitsPerRecord),
+                units >= 1, units <= UInt64(Self.maxCrovverUnitsPerRecord),
                 let tenant = Self.text(fields[2]), let pool = Self.text(fields[3]),
                 let endpoint = Self.text(fields[4]), let requestID = Self.text(fields[5])
             else { return nil }
