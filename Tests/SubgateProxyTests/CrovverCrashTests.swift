@@ -87,7 +87,11 @@ import Testing
         try await Task.sleep(for: .milliseconds(800))
         #expect(credits("ws_pending") == 94 && credits("ws_lost") == 94, "deducted twice after a clean stop")
         let keys = simulator.consumeEvents(tenantID: "ws_lost").map(\.idempotencyKey) + simulator.consumeEvents(tenantID: "ws_pending").map(\.idempotencyKey)
-        #expect(Set(keys).count == keys.count && keys.count == 5, "keys: \(keys)")
+        // The two requests of run 2 may fall into one batch or two (200 ms flushes): only
+        // uniqueness and the sums are fixed.
+        #expect(Set(keys).count == keys.count, "a key was reused: \(keys)")
+        #expect(simulator.consumeEvents(tenantID: "ws_pending").count == 2, "the first consume, then one batch of the 5 replayed credits")
+        #expect(simulator.consumeEvents(tenantID: "ws_lost").reduce(0) { $0 + $1.amount } == 6)
         kill(third.process.processIdentifier, SIGTERM)
         #expect(try await third.waitForExit(timeout: .seconds(10)) == 0)
     }

@@ -168,6 +168,36 @@ import Testing
         }
     }
 
+    @Test("SPEC §2 enforce = shadow: a tenant header missing or a pool exhausted is served (and counted), not refused")
+    func shadowMode() async throws {
+        try await EnforcementHarness.withCrovver({ $0.enforce = .shadow }) { h in
+            h.simulator.createTenant(Self.tenant("ws_shadow", credits: 0))
+            let noTenant = try await h.get(tenant: nil)
+            let first = try await h.get(tenant: "ws_shadow")
+            let second = try await h.get(tenant: "ws_shadow")
+            #expect([noTenant.status, first.status, second.status] == [200, 200, 200])
+            _ = await h.flush()
+            #expect(h.simulator.credits(tenantID: "ws_shadow", poolKey: "api_calls") == 0, "nothing deducted from an empty hard pool")
+        }
+    }
+
+    @Test("SPEC §6: requests arriving while a probe is in flight wait for it instead of being refused")
+    func concurrentProbe() async throws {
+        try await EnforcementHarness.withCrovver { h in
+            h.simulator.createTenant(Self.tenant("ws_probe", credits: 1, limit: .soft))
+            let first = try await h.get(tenant: "ws_probe")
+            #expect(first.status == 200)  // balance now 0
+            h.simulator.injectFault(SimulatedFault(endpoint: .consume, latency: .milliseconds(300), times: 1))
+            let answers = try await withThrowingTaskGroup(of: EnforcementHarness.Answer.self) { group in
+                for _ in 0..<5 { group.addTask { try await h.get(tenant: "ws_probe") } }
+                return try await group.reduce(into: [EnforcementHarness.Answer]()) { $0.append($1) }
+            }
+            #expect(answers.allSatisfy { $0.status == 200 && $0.headers["x-subscription-warning"] == ["soft-limit"] }, "\(answers.map(\.status))")
+            _ = await h.flush()
+            #expect(h.simulator.credits(tenantID: "ws_probe", poolKey: "api_calls") == -5)
+        }
+    }
+
     @Test("SPEC §5: /status shows the crovver fields")
     func statusFields() async throws {
         try await EnforcementHarness.withCrovver { h in

@@ -117,6 +117,13 @@ final class CrovverEnforcement: Sendable {
                 return .decided(.allow(self.ticket(entry, reserved: self.amount, prepaid: 0, warning: warning, endpoint: endpoint, requestID: requestID)))
             case .reject(let rejection):
                 tenants.entries[tenant] = entry
+                // A probe is in flight for this tenant (its credits are what looks short):
+                // wait for its answer rather than refuse on a balance it is about to replace.
+                if rejection == .usageLimitReached, entry.blockedUntil == nil, tenants.waiters[tenant] != nil {
+                    let promise = loop.makePromise(of: VerdictCache.VerifyResult.self)
+                    tenants.waiters[tenant]!.append(promise)
+                    return .join(promise.futureResult)
+                }
                 return .decided(self.refuse(rejection, entry: entry))
             case .consume:
                 tenants.entries[tenant] = entry
