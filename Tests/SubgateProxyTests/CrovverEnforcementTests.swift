@@ -168,6 +168,25 @@ import Testing
         }
     }
 
+    @Test("SPEC §6: fail_mode = open, a first consume applied but unanswered: served, retried by the flush with the same key, deducted once")
+    func firstConsumeLostUnderFailOpen() async throws {
+        try await EnforcementHarness.withCrovver({ $0.failMode = .open }) { h in
+            h.simulator.createTenant(Self.tenant("ws_open_lost", credits: 10))
+            h.simulator.injectFault(SimulatedFault(endpoint: .consume, dropAfterCommit: true, times: 1))
+            let served = try await h.get(tenant: "ws_open_lost")
+            #expect(served.status == 200, "\(served.body)")
+            #expect(h.simulator.credits(tenantID: "ws_open_lost", poolKey: "api_calls") == 9)
+            let summary = await h.flush()
+            #expect(summary.reportedUnits == 1 && summary.stoppedBecause == nil, "\(summary)")
+            let events = h.simulator.consumeEvents(tenantID: "ws_open_lost")
+            #expect(events.count == 1 && events.first?.replays == 1, "the same key, answered alreadyProcessed")
+            #expect(h.simulator.credits(tenantID: "ws_open_lost", poolKey: "api_calls") == 9)
+            let next = try await h.get(tenant: "ws_open_lost")
+            #expect(next.status == 200)
+            #expect(h.simulator.consumeEvents(tenantID: "ws_open_lost").count == 1, "admitted from the balance the retry brought back")
+        }
+    }
+
     @Test("SPEC §2 enforce = shadow: a tenant header missing or a pool exhausted is served (and counted), not refused")
     func shadowMode() async throws {
         try await EnforcementHarness.withCrovver({ $0.enforce = .shadow }) { h in
