@@ -15,8 +15,9 @@ import SubgateCore
 /// - billed credits are consumed in batches every `usage_flush_interval`, one call per pool,
 ///   each under an idempotency key journaled before its first send.
 ///
-/// `admit` and `settle` run on event loops and take short locks only. Lock order: `tenants`,
-/// then `control`; nothing takes `tenants` while holding `control`.
+/// `admit` and `settle` run on event loops and take short locks only: tenants live in
+/// `cache_shards` shards, each behind its own lock, like the verdict cache. Lock order: a
+/// tenant shard, then `control`; nothing takes a shard while holding `control`.
 final class CrovverEnforcement: Sendable {
     private struct Tenants {
         var entries: [String: CrovverTenantEntry] = [:]
@@ -40,7 +41,9 @@ final class CrovverEnforcement: Sendable {
     private let journal: UsageJournal?
     private let readiness: Readiness
     private let logger: Logger
-    private let tenants = NIOLockedValueBox(Tenants())
+    private let shards: [NIOLockedValueBox<Tenants>]
+    /// `cache_max_entries` spread over the shards.
+    private let perShardLimit: Int
     private let control: NIOLockedValueBox<Control>
     private let shadowRejections = Counter(label: "subgate_shadow_rejections_total")
     private let reportedCounter = Counter(label: "subgate_usage_reported_units_total")
@@ -56,6 +59,9 @@ final class CrovverEnforcement: Sendable {
         self.journal = journal
         self.readiness = readiness
         self.logger = logger
+        let shardCount = max(1, config.cacheShards)
+        self.shards = (0..<shardCount).map { _ in NIOLockedValueBox(Tenants()) }
+        self.perShardLimit = max(1, config.cacheMaxEntries / shardCount)
         var random = SystemRandomNumberGenerator()
         // Replaced by `restore` with the journal's id; without a journal, one id per process.
         let book = CrovverBatchBook(sidecarID: CrovverBatchBook.newSidecarID(using: &random))
@@ -67,6 +73,13 @@ final class CrovverEnforcement: Sendable {
     private var probeInterval: Duration { self.config.usageFlushInterval }
 
     private func key(_ tenant: String) -> CrovverPoolKey { CrovverPoolKey(tenant: tenant, pool: self.config.crovverPool) }
+
+    /// The tenant's shard (FNV-1a of its bytes: stable, cheap for ids of at most 256 bytes).
+    private func tenants(_ tenant: String) -> NIOLockedValueBox<Tenants> {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in tenant.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return self.shards[Int(hash % UInt64(self.shards.count))]
+    }
 
     // MARK: - Start
 
@@ -80,8 +93,8 @@ final class CrovverEnforcement: Sendable {
         for (key, units) in state.pending { owed[key.tenant, default: 0] += units }
         for batch in state.batches.values { owed[batch.key.tenant, default: 0] += batch.units }
         let now = ContinuousClock.now
-        self.tenants.withLockedValue { tenants in
-            for (tenant, units) in owed {
+        for (tenant, units) in owed {
+            self.tenants(tenant).withLockedValue { tenants in
                 var entry = tenants.entries[tenant] ?? CrovverTenantEntry(lastUsed: now)
                 entry.unreported += units
                 tenants.entries[tenant] = entry
@@ -102,7 +115,7 @@ final class CrovverEnforcement: Sendable {
     func admit(tenant: String, endpoint: String, requestID: String, on loop: any EventLoop) -> Enforcer.Admission {
         let now = ContinuousClock.now
         enum Step { case decided(Enforcer.Admission), start(EventLoopFuture<VerdictCache.VerifyResult>), join(EventLoopFuture<VerdictCache.VerifyResult>), failing }
-        let step: Step = self.tenants.withLockedValue { tenants in
+        let step: Step = self.tenants(tenant).withLockedValue { tenants in
             var entry: CrovverTenantEntry
             if let known = tenants.entries[tenant] {
                 entry = known
@@ -156,7 +169,7 @@ final class CrovverEnforcement: Sendable {
         switch result {
         case .crovverPaid(let warning):
             // This request's credits were consumed by the call itself.
-            let entry: CrovverTenantEntry = self.tenants.withLockedValue { tenants in
+            let entry: CrovverTenantEntry = self.tenants(tenant).withLockedValue { tenants in
                 var entry = tenants.entries[tenant] ?? CrovverTenantEntry(lastUsed: now)
                 entry.lastUsed = now
                 tenants.entries[tenant] = entry
@@ -164,7 +177,7 @@ final class CrovverEnforcement: Sendable {
             }
             return .allow(self.ticket(entry, reserved: 0, prepaid: self.amount, warning: warning, endpoint: endpoint, requestID: requestID))
         case .verified:
-            return self.tenants.withLockedValue { tenants in
+            return self.tenants(tenant).withLockedValue { tenants in
                 var entry = tenants.entries[tenant] ?? CrovverTenantEntry(lastUsed: now)
                 entry.lastUsed = now
                 let admission: Enforcer.Admission
@@ -188,7 +201,7 @@ final class CrovverEnforcement: Sendable {
 
     private func newEntry(in tenants: inout Tenants, now: ContinuousClock.Instant) -> CrovverTenantEntry {
         // Bounded like the verdict cache: the least recently used entry that owes nothing goes.
-        if tenants.entries.count >= self.config.cacheMaxEntries {
+        if tenants.entries.count >= self.perShardLimit {
             var victim: (String, ContinuousClock.Instant)?
             for (tenant, entry) in tenants.entries where !entry.holdsUsage && tenants.waiters[tenant] == nil {
                 if victim == nil || entry.lastUsed < victim!.1 { victim = (tenant, entry.lastUsed) }
@@ -222,7 +235,7 @@ final class CrovverEnforcement: Sendable {
     private func unavailable(tenant: String, retryAfterSeconds: Int, endpoint: String, requestID: String) -> Enforcer.Admission {
         if self.config.failMode == .open || self.config.enforce == .shadow {
             let now = ContinuousClock.now
-            let entry: CrovverTenantEntry = self.tenants.withLockedValue { tenants in
+            let entry: CrovverTenantEntry = self.tenants(tenant).withLockedValue { tenants in
                 var entry = tenants.entries[tenant] ?? CrovverTenantEntry(lastUsed: now)
                 entry.reserve(self.amount, at: now)
                 tenants.entries[tenant] = entry
@@ -249,7 +262,7 @@ final class CrovverEnforcement: Sendable {
         let credits = billedUnits.multipliedReportingOverflow(by: self.amount)
         let owed = max(0, (credits.overflow ? Int.max : credits.partialValue) - ticket.prepaidCredits)
         let now = ContinuousClock.now
-        self.tenants.withLockedValue { tenants in
+        self.tenants(tenant).withLockedValue { tenants in
             var entry = tenants.entries[tenant] ?? CrovverTenantEntry(lastUsed: now)
             entry.settle(reserved: ticket.reservedCredits, billed: owed)
             tenants.entries[tenant] = entry
@@ -279,7 +292,7 @@ final class CrovverEnforcement: Sendable {
         } else {
             results = await self.consumeNow(tenant: tenant, endpoint: endpoint, requestID: requestID)
         }
-        let waiters = self.tenants.withLockedValue { $0.waiters.removeValue(forKey: tenant) ?? [] }
+        let waiters = self.tenants(tenant).withLockedValue { $0.waiters.removeValue(forKey: tenant) ?? [] }
         for (index, waiter) in waiters.enumerated() {
             waiter.succeed(index == 0 ? results.first : results.others)
         }
@@ -292,7 +305,7 @@ final class CrovverEnforcement: Sendable {
             self.journal?.append(.crovverBatchOpened(batch))
             return (batch, control.book.idempotencyKey(batch))
         }
-        self.tenants.withLockedValue { $0.entries[tenant, default: CrovverTenantEntry(lastUsed: .now)].unreported += batch.units }
+        self.tenants(tenant).withLockedValue { $0.entries[tenant, default: CrovverTenantEntry(lastUsed: .now)].unreported += batch.units }
         // Nothing is sent under a key that is not on disk: a crash could otherwise reuse it.
         if let journal = self.journal {
             do {
@@ -388,7 +401,7 @@ final class CrovverEnforcement: Sendable {
             self.journal?.append(.crovverBatchSettled(sequence: batch.sequence))
         }
         let now = ContinuousClock.now
-        self.tenants.withLockedValue { tenants in
+        self.tenants(batch.key.tenant).withLockedValue { tenants in
             var entry = tenants.entries[batch.key.tenant] ?? CrovverTenantEntry(lastUsed: now)
             if let outcome {
                 entry.applyConsume(
@@ -548,10 +561,12 @@ final class CrovverEnforcement: Sendable {
 
     /// Tenants unseen for `idle_evict` that owe nothing leave the cache (the poller's).
     func evictIdle(now: ContinuousClock.Instant) -> Int {
-        self.tenants.withLockedValue { tenants in
-            let idle = tenants.entries.filter { now - $0.value.lastUsed >= self.config.idleEvict && !$0.value.holdsUsage && tenants.waiters[$0.key] == nil }
-            for tenant in idle.keys { tenants.entries[tenant] = nil }
-            return tenants.entries.count
+        self.shards.reduce(0) { count, shard in
+            count + shard.withLockedValue { tenants in
+                let idle = tenants.entries.filter { now - $0.value.lastUsed >= self.config.idleEvict && !$0.value.holdsUsage && tenants.waiters[$0.key] == nil }
+                for tenant in idle.keys { tenants.entries[tenant] = nil }
+                return tenants.entries.count
+            }
         }
     }
 
@@ -573,7 +588,7 @@ final class CrovverEnforcement: Sendable {
 
     func status() -> Status {
         let now = ContinuousClock.now
-        let tenants = self.tenants.withLockedValue { $0.entries.count }
+        let tenants = self.shards.reduce(0) { $0 + $1.withLockedValue { $0.entries.count } }
         return self.control.withLockedValue { control in
             Status(
                 tenants: tenants,
@@ -593,6 +608,6 @@ final class CrovverEnforcement: Sendable {
 
     /// The tenant's entry as it stands (tests and `/status`).
     func entry(_ tenant: String) -> CrovverTenantEntry? {
-        self.tenants.withLockedValue { $0.entries[tenant] }
+        self.tenants(tenant).withLockedValue { $0.entries[tenant] }
     }
 }
