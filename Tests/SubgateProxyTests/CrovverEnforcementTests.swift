@@ -156,6 +156,18 @@ import Testing
             let refused = try await h.get(tenant: "ws_any")
             #expect(refused.status == 503 && refused.errorCode == "VERIFICATION_UNAVAILABLE", "\(refused.body)")
             #expect(refused.headers["retry-after"].first != nil)
+            // Past the breaker's threshold (5 failures) requests are refused at once, without
+            // a consume (each failed one waits out AsyncHTTPClient's 2 s connect retries).
+            let failing = try await withThrowingTaskGroup(of: UInt.self) { group in
+                for index in 0..<5 { group.addTask { try await h.get(tenant: "ws_any_\(index)").status } }
+                return try await group.reduce(into: [UInt]()) { $0.append($1) }
+            }
+            #expect(failing == [503, 503, 503, 503, 503])
+            #expect(h.enforcer.crovver?.status().breaker == "open")
+            let started = ContinuousClock.now
+            let fast = try await h.get(tenant: "ws_any_9")
+            #expect(fast.status == 503 && fast.errorCode == "VERIFICATION_UNAVAILABLE")
+            #expect(ContinuousClock.now - started < .seconds(1), "the open breaker answers at once")
         }
         try await EnforcementHarness.withCrovver({ $0.failMode = .open }) { h in
             h.simulator.createTenant(Self.tenant("ws_open", credits: 50))

@@ -140,12 +140,14 @@ final class CrovverEnforcement: Sendable {
                 return .decided(self.refuse(rejection, entry: entry))
             case .consume:
                 tenants.entries[tenant] = entry
-                let promise = loop.makePromise(of: VerdictCache.VerifyResult.self)
                 if tenants.waiters[tenant] != nil {
+                    let promise = loop.makePromise(of: VerdictCache.VerifyResult.self)
                     tenants.waiters[tenant]!.append(promise)
                     return .join(promise.futureResult)
                 }
+                // Checked before a promise exists: an abandoned promise is a leak NIO traps on.
                 if self.control.withLockedValue({ $0.breaker.isOpen(now: now) }) { return .failing }
+                let promise = loop.makePromise(of: VerdictCache.VerifyResult.self)
                 tenants.waiters[tenant] = [promise]
                 return .start(promise.futureResult)
             }
