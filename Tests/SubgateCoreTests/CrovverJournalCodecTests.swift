@@ -129,6 +129,17 @@ import Testing
         #expect(entry.blockedUntil == nil && entry.decide(amount: 1, now: self.t0 + .seconds(6)) == .allow(warning: false))
     }
 
+    @Test("A replayed (alreadyProcessed) answer's balance may lower the cached one, never raise it")
+    func replayedAnswerIsStale() {
+        var entry = CrovverTenantEntry(lastUsed: self.t0)
+        entry.unreported = 5
+        self.answered(&entry, .allowed, remaining: 10, units: 2, at: self.t0)
+        entry.applyConsume(units: 3, answer: .answered(result: .allowed, remaining: 13, alreadyProcessed: true), amount: 1, now: self.t0, probeInterval: .seconds(10), negativeTTL: .seconds(10))
+        #expect(entry.remaining == 10 && entry.unreported == 0)
+        entry.applyConsume(units: 0, answer: .answered(result: .allowed, remaining: 4, alreadyProcessed: true), amount: 1, now: self.t0, probeInterval: .seconds(10), negativeTTL: .seconds(10))
+        #expect(entry.remaining == 4)
+    }
+
     @Test("warning marks the pool soft: served below zero with the warning")
     func soft() {
         var entry = CrovverTenantEntry(lastUsed: self.t0)

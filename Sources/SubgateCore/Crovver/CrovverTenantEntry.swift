@@ -98,9 +98,15 @@ extension CrovverTenantEntry {
         negativeTTL: Duration
     ) {
         switch answer {
-        case .answered(let result, let remaining, _):
+        case .answered(let result, let remaining, let alreadyProcessed):
             self.unreported = max(0, self.unreported - units)
-            self.remaining = remaining
+            // A replayed answer's balance is the first call's, possibly older than what a later
+            // answer said: it may only lower the cached balance, never raise it.
+            if alreadyProcessed, let known = self.remaining {
+                self.remaining = min(known, remaining)
+            } else {
+                self.remaining = remaining
+            }
             self.knownAt = now
             self.unknownUntil = nil
             if result == .warning || remaining < 0 { self.soft = true }
