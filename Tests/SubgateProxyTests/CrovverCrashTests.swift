@@ -90,6 +90,9 @@ import Testing
         // The two requests of run 2 may fall into one batch or two (200 ms flushes): only
         // uniqueness and the sums are fixed.
         #expect(Set(keys).count == keys.count, "a key was reused: \(keys)")
+        // subgate-<sidecar id>-<sequence>: one sidecar id across the three runs (it lives in the journal).
+        let ids = Set(keys.map { $0.split(separator: "-").dropLast().joined(separator: "-") })
+        #expect(ids.count == 1 && ids.first?.hasPrefix("subgate-") == true, "sidecar ids: \(ids)")
         #expect(simulator.consumeEvents(tenantID: "ws_pending").count == 2, "the first consume, then one batch of the 5 replayed credits")
         #expect(simulator.consumeEvents(tenantID: "ws_lost").reduce(0) { $0 + $1.amount } == 6)
         kill(third.process.processIdentifier, SIGTERM)
