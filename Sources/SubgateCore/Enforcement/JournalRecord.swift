@@ -7,6 +7,14 @@
 //     C 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 3 1cccb94c
 //
 // Letters: C committed, S sent, A acknowledged, D dropped, R returned.
+//
+// `backend = crovver` adds four kinds (`JournalRecord+Crovver.swift`), with space-separated
+// fields instead of a hash and the same trailing CRC:
+//
+//     I <sidecar id> <next sequence> <crc>                                  identity
+//     U <units> =<tenant> =<pool> <crc>                                     units served, no batch yet
+//     B <sequence> <units> =<tenant> =<pool> =<endpoint> =<request id> <crc>  batch opened (before its first send)
+//     E <sequence> <crc>                                                    batch ended (answered or given up)
 
 /// One event in the life of billable units (SPEC §4), as the usage journal records it.
 public enum JournalRecord: Sendable, Equatable {
@@ -20,6 +28,14 @@ public enum JournalRecord: Sendable, Equatable {
     case dropped(hash: String, units: Int)
     /// The report was not accepted (429/5xx/refused/timeout); the units are pending again.
     case returned(hash: String, units: Int)
+    /// `backend = crovver`: this sidecar's id, and the lowest sequence number not yet used.
+    case crovverIdentity(sidecarID: String, nextSequence: UInt64)
+    /// `backend = crovver`: credits served and billable, not yet in a batch.
+    case crovverCommitted(key: CrovverPoolKey, units: Int)
+    /// `backend = crovver`: a consume batch, journaled before it is first sent.
+    case crovverBatchOpened(CrovverBatch)
+    /// `backend = crovver`: the batch was answered (or given up); its key is never sent again.
+    case crovverBatchSettled(sequence: UInt64)
 }
 
 extension JournalRecord {
@@ -29,6 +45,8 @@ extension JournalRecord {
         case .committed(let hash, _), .sent(let hash, _), .acknowledged(let hash, _),
             .dropped(let hash, _), .returned(let hash, _):
             return hash
+        case .crovverIdentity, .crovverCommitted, .crovverBatchOpened, .crovverBatchSettled:
+            return ""
         }
     }
 
@@ -36,8 +54,12 @@ extension JournalRecord {
     public var units: Int {
         switch self {
         case .committed(_, let units), .sent(_, let units), .acknowledged(_, let units),
-            .dropped(_, let units), .returned(_, let units):
+            .dropped(_, let units), .returned(_, let units), .crovverCommitted(_, let units):
             return units
+        case .crovverBatchOpened(let batch):
+            return batch.units
+        case .crovverIdentity, .crovverBatchSettled:
+            return 0
         }
     }
 
@@ -49,6 +71,8 @@ extension JournalRecord {
         case .acknowledged(let hash, _): return .acknowledged(hash: hash, units: units)
         case .dropped(let hash, _): return .dropped(hash: hash, units: units)
         case .returned(let hash, _): return .returned(hash: hash, units: units)
+        case .crovverCommitted(let key, _): return .crovverCommitted(key: key, units: units)
+        case .crovverIdentity, .crovverBatchOpened, .crovverBatchSettled: return self
         }
     }
 
@@ -60,6 +84,10 @@ extension JournalRecord {
         case .acknowledged: return UInt8(ascii: "A")
         case .dropped: return UInt8(ascii: "D")
         case .returned: return UInt8(ascii: "R")
+        case .crovverIdentity: return UInt8(ascii: "I")
+        case .crovverCommitted: return UInt8(ascii: "U")
+        case .crovverBatchOpened: return UInt8(ascii: "B")
+        case .crovverBatchSettled: return UInt8(ascii: "E")
         }
     }
 
@@ -92,6 +120,9 @@ public struct JournalReplay: Sendable, Equatable {
     public var tornTail: Bool
     /// Length of the prefix that ends with the last good record; the file is truncated to this.
     public var validBytes: Int
+    /// `backend = crovver`: the sidecar id, the sequence high-water mark, credits not yet in a
+    /// batch and batches opened but not answered.
+    public var crovver: CrovverJournalState
 
     public init(
         pending: [String: Int] = [:],
@@ -99,8 +130,10 @@ public struct JournalReplay: Sendable, Equatable {
         records: Int = 0,
         badRecords: Int = 0,
         tornTail: Bool = false,
-        validBytes: Int = 0
+        validBytes: Int = 0,
+        crovver: CrovverJournalState = CrovverJournalState()
     ) {
+        self.crovver = crovver
         self.pending = pending
         self.ambiguous = ambiguous
         self.records = records
@@ -121,6 +154,13 @@ public struct JournalReplay: Sendable, Equatable {
     /// units the journal never saw (their records were compacted away) must not cancel units
     /// committed later, or those would be lost after a crash.
     public mutating func apply(_ record: JournalRecord) {
+        switch record {
+        case .crovverIdentity, .crovverCommitted, .crovverBatchOpened, .crovverBatchSettled:
+            self.crovver.apply(record)
+            return
+        case .committed, .sent, .acknowledged, .dropped, .returned:
+            break
+        }
         let hash = record.hash
         let units = record.units
         guard units > 0 else { return }
@@ -134,6 +174,8 @@ public struct JournalReplay: Sendable, Equatable {
             Self.subtract(units, for: hash, from: &self.ambiguous)
         case .returned:
             Self.subtract(units, for: hash, from: &self.ambiguous)
+        case .crovverIdentity, .crovverCommitted, .crovverBatchOpened, .crovverBatchSettled:
+            break
         }
     }
 
@@ -153,8 +195,8 @@ public enum JournalCodec {
     /// The longest valid line without its terminator: letter, hash, 7 digits, CRC and 3 spaces.
     static let maxLineLength = 1 + 1 + 64 + 1 + 7 + 1 + 8
 
-    private static let space = UInt8(ascii: " ")
-    private static let newline = UInt8(ascii: "\n")
+    static let space = UInt8(ascii: " ")
+    static let newline = UInt8(ascii: "\n")
 
     /// Whether `hash` is what the journal accepts: exactly 64 lowercase hex digits (a SHA-256).
     public static func isValidHash(_ hash: String) -> Bool {
@@ -171,6 +213,7 @@ public enum JournalCodec {
     ///   there is nothing to bill.
     @discardableResult
     public static func encode(_ record: JournalRecord, into buffer: inout [UInt8]) -> Bool {
+        if let encoded = Self.encodeCrovver(record, into: &buffer) { return encoded }
         let hash = record.hash
         var units = record.units
         guard units >= 0, Self.isValidHash(hash) else { return false }
@@ -265,6 +308,7 @@ public enum JournalCodec {
     }
 
     private static func decode(line: UnsafeBufferPointer<UInt8>) -> JournalRecord? {
+        if let first = line.first, Self.crovverLetters.contains(first) { return Self.decodeCrovver(line: line) }
         // <letter> <64 hex> <1…7 digits> <8 hex>
         guard line.count >= 1 + 1 + 64 + 1 + 1 + 1 + 8, line.count <= Self.maxLineLength else { return nil }
         guard line[1] == Self.space, line[66] == Self.space else { return nil }
@@ -294,11 +338,11 @@ public enum JournalCodec {
         return JournalRecord(letter: line[0], hash: String(decoding: hashBytes, as: UTF8.self), units: units)
     }
 
-    private static func isLowerHex(_ byte: UInt8) -> Bool {
+    static func isLowerHex(_ byte: UInt8) -> Bool {
         (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10

@@ -13,7 +13,7 @@ import SubgateCore
 /// `subgate_control_plane_requests_total{endpoint,status}`; budgets, back-off and the circuit
 /// breaker are the caller's (`Enforcer`, `UsageFlusher`). Only hashes leave this process.
 public final class ControlPlaneClient: Sendable {
-    public enum Endpoint: String, Sendable { case verify, usage }
+    public enum Endpoint: String, Sendable { case verify, usage, consume }
 
     private let client: HTTPClient
     private let baseURL: String
@@ -101,7 +101,7 @@ public final class ControlPlaneClient: Sendable {
 
     // MARK: transport
 
-    private enum Answer {
+    enum Answer {
         /// The request certainly did not reach the control plane (connect failed).
         case notSent(String)
         /// It may have: the connection broke or timed out after sending.
@@ -109,7 +109,7 @@ public final class ControlPlaneClient: Sendable {
         case answered(status: Int, headers: HTTPHeaders, body: ByteBuffer)
     }
 
-    private func post(_ endpoint: Endpoint, path: String, body: String) async -> Answer {
+    func post(_ endpoint: Endpoint, path: String, body: String) async -> Answer {
         var request = HTTPClientRequest(url: self.baseURL + path)
         request.method = .POST
         request.headers.add(name: "authorization", value: self.authorization)
@@ -144,7 +144,7 @@ public final class ControlPlaneClient: Sendable {
 
     // MARK: JSON (off the hot path: Foundation is fine here)
 
-    private static func object(_ body: ByteBuffer) -> [String: Any]? {
+    static func object(_ body: ByteBuffer) -> [String: Any]? {
         let bytes = Data(body.readableBytesView)
         return (try? JSONSerialization.jsonObject(with: bytes)) as? [String: Any]
     }

@@ -37,7 +37,7 @@ public final class EnforcementService: Service, Sendable {
                 }
             }
             // The final flush, within what is left of shutdown_grace.
-            let summary = await usage.flush(force: true)
+            let summary = await self.enforcer.flush(force: true)
             self.logger.info(
                 "final usage flush",
                 metadata: [
@@ -61,17 +61,18 @@ public final class EnforcementService: Service, Sendable {
     /// budget refills, so the backlog drains at the full `usage_rate_limit` rather than at the
     /// bucket's burst per interval.
     private func flushLoop() async {
-        let usage = self.enforcer.usage
         while !Task.isCancelled {
             try? await Task.sleep(for: self.config.usageFlushInterval)
             if Task.isCancelled { break }
             let next = ContinuousClock.now + self.config.usageFlushInterval
-            var summary = await usage.flush()
+            var summary = await self.enforcer.flush()
+            // Crovver: one batch per pool per interval (SPEC §6), so only a budget backlog drains early.
             while summary.stoppedBecause == nil && summary.pendingUnits > 0 && !Task.isCancelled
+                && (self.enforcer.crovver == nil || summary.budgetLimited)
                 && ContinuousClock.now + Self.drainStep < next
             {
                 try? await Task.sleep(for: Self.drainStep)
-                summary = await usage.flush()
+                summary = await self.enforcer.flush()
             }
         }
     }
@@ -150,6 +151,7 @@ public final class EnforcementService: Service, Sendable {
             for hash in evict { shard.entries[hash] = nil }
             entries += shard.entries.count
         }
+        if let crovver = self.enforcer.crovver { entries += crovver.evictIdle(now: now) }
         self.enforcer.cacheEntries.record(entries)
         guard !due.isEmpty else { return }
         due.sort { $0.1 < $1.1 }

@@ -6,7 +6,9 @@ import NIOCore
 import Synchronization
 import SubgateCore
 
-/// Subscription enforcement for `backend = crochet` (SPEC §3 steps 2–5 and 7): the verdict
+/// Subscription enforcement (SPEC §3 steps 2–5 and 7). For `backend = crovver` (SPEC §6)
+/// admission, settlement and the flush go to `crovver` (`CrovverEnforcement`), keyed by the
+/// tenant instead of a token hash; the rest of this type is `backend = crochet`: the verdict
 /// for a token hash from the sharded cache, one coalesced verify per miss within the verify
 /// budget and behind the circuit breaker, the decision table, and the unit reserved at
 /// admission and settled when the answer ends.
@@ -31,6 +33,16 @@ public final class Enforcer: Sendable {
         let limit: Int?
         /// Whether a unit was reserved (false for a shadow-mode request the table would refuse).
         let reserved: Bool
+        /// `backend = crovver`: credits reserved at admission (0 when the request's own
+        /// synchronous consume paid for it).
+        var reservedCredits = 0
+        /// `backend = crovver`: credits the request's synchronous consume already took.
+        var prepaidCredits = 0
+        /// `backend = crovver`: a soft-limit pool below zero (`x-subscription-warning: soft-limit`).
+        var creditWarning = false
+        /// `backend = crovver`: the request's path and id, for the batch's `metadata`.
+        var endpoint: String?
+        var requestID: String?
     }
 
     private struct ControlState {
@@ -42,6 +54,8 @@ public final class Enforcer: Sendable {
     let cache: VerdictCache
     let client: ControlPlaneClient
     let usage: UsageRecorder
+    /// `backend = crovver`; nil for `crochet`.
+    let crovver: CrovverEnforcement?
     private let control: NIOLockedValueBox<ControlState>
     let readiness: Readiness
     private let logger: Logger
@@ -65,6 +79,8 @@ public final class Enforcer: Sendable {
         self.cache = cache
         self.client = client
         self.usage = UsageRecorder(config: config, journal: journal, client: client, cache: cache, readiness: readiness, logger: logger)
+        self.crovver = config.backend == .crovver
+            ? CrovverEnforcement(config: config, client: client, journal: journal, readiness: readiness, logger: logger) : nil
         self.readiness = readiness
         self.logger = logger
         self.control = NIOLockedValueBox(ControlState(verifyBudget: TokenBucket(limit: config.verifyRateLimit, now: .now)))
@@ -90,12 +106,17 @@ public final class Enforcer: Sendable {
 
     // MARK: - Admission (event loop)
 
-    func admit(hash: String, on loop: any EventLoop) -> Admission {
+    /// `hash` is the token hash (`crochet`) or the tenant (`crovver`); `endpoint` and
+    /// `requestID` are only used by `crovver` (the consume's metadata).
+    func admit(hash: String, on loop: any EventLoop, endpoint: String = "", requestID: String = "") -> Admission {
         self.requestsSeen.add(1, ordering: .relaxed)
         // A billable answer that cannot be journaled is not served under fail_mode = closed;
         // under open it is served and its units are kept in memory until the disk recovers.
         if self.journalFailing.load(ordering: .relaxed) && self.config.failMode == .closed && self.config.enforce == .on {
             return .reject(.journalUnavailable)
+        }
+        if let crovver = self.crovver {
+            return crovver.admit(tenant: hash, endpoint: endpoint, requestID: requestID, on: loop)
         }
         let now = ContinuousClock.now
         let ttl = self.ttl
@@ -147,12 +168,15 @@ public final class Enforcer: Sendable {
     }
 
     /// The decision once a parked request's verify has ended (never waits again).
-    func admitAfterVerify(hash: String, result: VerdictCache.VerifyResult) -> Admission {
+    func admitAfterVerify(hash: String, result: VerdictCache.VerifyResult, endpoint: String = "", requestID: String = "") -> Admission {
+        if let crovver = self.crovver {
+            return crovver.admitAfterConsume(tenant: hash, result: result, endpoint: endpoint, requestID: requestID)
+        }
         let now = ContinuousClock.now
         let decided: Admission? = self.cache.withShard(of: hash) { shard in
             guard var entry = shard.entries[hash] else { return nil }
             switch result {
-            case .verified:
+            case .verified, .crovverPaid:
                 guard entry.verifiedAt != nil else { return nil }
             case .failed:
                 guard entry.usableWhileFailing(now: now, staleMax: self.config.staleMax) else { return nil }
@@ -222,6 +246,10 @@ public final class Enforcer: Sendable {
 
     /// The answer ended (or failed): the reservation becomes `billed` units, or is released.
     func settle(hash: String, ticket: Ticket, billed: Int) {
+        if let crovver = self.crovver {
+            crovver.settle(tenant: hash, ticket: ticket, billedUnits: billed)
+            return
+        }
         guard ticket.reserved else { return }
         self.cache.withShard(of: hash) { shard in
             shard.entries[hash]?.settle(billed: billed)
@@ -229,6 +257,12 @@ public final class Enforcer: Sendable {
         if billed > 0 {
             self.usage.record(hash: hash, units: billed)
         }
+    }
+
+    /// Reports (`crochet`) or consumes (`crovver`) what is owed, within the budget.
+    func flush(force: Bool = false) async -> UsageRecorder.FlushSummary {
+        if let crovver = self.crovver { return await crovver.flush(force: force) }
+        return await self.usage.flush(force: force)
     }
 
     // MARK: - Verify (tasks)

@@ -158,7 +158,8 @@ public final class UsageJournal: Sendable {
             self.memory.withLock { memory in
                 // The previous run's unanswered reports are the caller's to count (`replay.ambiguous`);
                 // from here on `ambiguous` tracks this run's reports in flight.
-                var tally = JournalReplay(pending: replay.pending)
+                // Crovver's open batches stay open across the restart: they are sent again, same keys.
+                var tally = JournalReplay(pending: replay.pending, crovver: replay.crovver)
                 // Records appended before `open()` (or after a `close()`) are still buffered.
                 Self.forEachRecord(in: memory.buffer) { tally.apply($0) }
                 memory.tally = tally
@@ -359,7 +360,7 @@ public final class UsageJournal: Sendable {
 
     /// Rewrites the file as `committed` records for what it replays to now (plus `sent` records
     /// for reports still in flight, so a crash before their answer still counts them as
-    /// ambiguous), atomically: temporary file, fsync, rename, fsync of the directory. Records
+    /// ambiguous, and the `crovver` state: identity, open batches, pending credits), atomically: temporary file, fsync, rename, fsync of the directory. Records
     /// appended meanwhile are kept and written to the new file.
     ///
     /// Prefer this to `compact(pending:)`: the journal's own sums cannot race with appends.
@@ -385,9 +386,9 @@ public final class UsageJournal: Sendable {
             }
             let before = file.size
             // The cut: everything buffered until now is in `base`; what comes later lands in `sinceCut`.
-            let (cut, base, inFlight) = self.memory.withLock { memory in
+            let (cut, base, inFlight, crovver) = self.memory.withLock { memory in
                 memory.sinceCut = []
-                return (memory.buffer.count, pending ?? memory.tally.pending, memory.tally.ambiguous)
+                return (memory.buffer.count, pending ?? memory.tally.pending, memory.tally.ambiguous, memory.tally.crovver)
             }
             var contents: [UInt8] = []
             for hash in base.keys.sorted() where base[hash, default: 0] > 0 {
@@ -395,6 +396,10 @@ public final class UsageJournal: Sendable {
             }
             for hash in inFlight.keys.sorted() {
                 JournalCodec.encode(.sent(hash: hash, units: inFlight[hash, default: 0]), into: &contents)
+            }
+            // `backend = crovver`: the sidecar id with the sequence mark, open batches, pending credits.
+            for record in crovver.records() {
+                JournalCodec.encode(record, into: &contents)
             }
 
             let temporary = self.path + ".compact"
@@ -415,7 +420,7 @@ public final class UsageJournal: Sendable {
             let recovered = self.memory.withLock { memory -> String? in
                 defer { memory.failure = nil }
                 memory.buffer.removeFirst(cut)
-                var tally = JournalReplay(pending: base.filter { $0.value > 0 }, ambiguous: inFlight)
+                var tally = JournalReplay(pending: base.filter { $0.value > 0 }, ambiguous: inFlight, crovver: crovver)
                 for record in memory.sinceCut ?? [] { tally.apply(record) }
                 memory.sinceCut = nil
                 memory.tally = tally

@@ -16,6 +16,9 @@ public final class UsageRecorder: Sendable {
         public var pendingUnits = 0
         /// Why the flush stopped early, if it did.
         public var stoppedBecause: String?
+        /// `backend = crovver`: batches were left for want of consume budget (the flush loop
+        /// drains those each second; credits that merely arrived meanwhile wait for the interval).
+        public var budgetLimited = false
     }
 
     private struct State {

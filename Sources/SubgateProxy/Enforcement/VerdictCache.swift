@@ -14,6 +14,9 @@ final class VerdictCache: Sendable {
         case verified
         /// No definitive answer (timeout, 5xx, 429, 401, breaker open); `retryAfter` for the 503.
         case failed(retryAfterSeconds: Int)
+        /// `backend = crovver`: the synchronous consume this request started took its credits
+        /// (`warning`: a soft-limit pool is now below zero).
+        case crovverPaid(warning: Bool)
     }
 
     struct Shard {

@@ -338,15 +338,27 @@ extension ProxyHandler {
 
         var tokenHash: String?
         if relayID == nil, let enforcer = self.shared.enforcer {
-            let rejection: ProxyRejection?
-            switch TokenLookup.find(in: head.headers, name: self.shared.config.tokenHeader, prefix: self.shared.config.tokenPrefix) {
-            case .present(let raw):
-                tokenHash = TokenHash.hex(raw)
-                rejection = nil
-            case .missing:
-                rejection = .missingToken
-            case .duplicate:
-                rejection = .duplicateToken
+            var rejection: ProxyRejection?
+            if enforcer.crovver != nil {
+                // `backend = crovver`: the tenant header's value is the key (SPEC §6).
+                let header = self.shared.config.crovverTenantHeader
+                switch TenantLookup.find(in: head.headers, name: header) {
+                case .present(let tenant):
+                    tokenHash = tenant
+                case .missing:
+                    rejection = .missingTenant(header: header)
+                case .invalid:
+                    rejection = .badTenant(header: header)
+                }
+            } else {
+                switch TokenLookup.find(in: head.headers, name: self.shared.config.tokenHeader, prefix: self.shared.config.tokenPrefix) {
+                case .present(let raw):
+                    tokenHash = TokenHash.hex(raw)
+                case .missing:
+                    rejection = .missingToken
+                case .duplicate:
+                    rejection = .duplicateToken
+                }
             }
             if let rejection {
                 if enforcer.config.enforce == .on {
@@ -362,7 +374,8 @@ extension ProxyHandler {
             framing: framing.body,
             context: HeaderRewrite.RequestContext(
                 clientAddress: self.clientAddress,
-                tokenHeaderToRemove: self.shared.config.forwardToken ? nil : self.shared.config.tokenHeader,
+                // The tenant header is no secret: the upstream gets it (`backend = crovver`).
+                tokenHeaderToRemove: self.shared.config.forwardToken || self.shared.config.backend == .crovver ? nil : self.shared.config.tokenHeader,
                 removeGatewaySecret: self.shared.relays != nil
             ),
             generateRequestID: RequestID.generate
@@ -398,7 +411,10 @@ extension ProxyHandler {
             self.startUpstream(exchange, context: context)
             return
         }
-        switch enforcer.admit(hash: hash, on: context.eventLoop) {
+        // The path (without the query) and the request id go into Crovver's `metadata`.
+        let endpoint = enforcer.crovver == nil ? "" : String(exchange.upstreamHead.uri.prefix { $0 != "?" })
+        let crovverRequestID = enforcer.crovver == nil ? "" : exchange.requestID
+        switch enforcer.admit(hash: hash, on: context.eventLoop, endpoint: endpoint, requestID: crovverRequestID) {
         case .allow(let ticket):
             self.admitted(exchange, ticket: ticket, hash: hash, context: context)
         case .reject(let rejection):
@@ -410,7 +426,7 @@ extension ProxyHandler {
             verdict.assumeIsolated().whenComplete { [weak self] result in
                 guard let self, case .exchange(let current) = self.state, current === exchange, let context = self.context else { return }
                 let outcome = (try? result.get()) ?? .failed(retryAfterSeconds: 1)
-                switch enforcer.admitAfterVerify(hash: hash, result: outcome) {
+                switch enforcer.admitAfterVerify(hash: hash, result: outcome, endpoint: endpoint, requestID: crovverRequestID) {
                 case .allow(let ticket):
                     self.admitted(exchange, ticket: ticket, hash: hash, context: context)
                 case .reject(let rejection):
@@ -430,7 +446,12 @@ extension ProxyHandler {
         if let subscriber = ticket.subscriberID { exchange.upstreamHead.headers.add(name: "x-subgate-subscriber-id", value: subscriber) }
         if let listing = ticket.listingID { exchange.upstreamHead.headers.add(name: "x-subgate-listing-id", value: listing) }
         if let remaining = ticket.remaining { exchange.upstreamHead.headers.add(name: "x-subgate-remaining", value: String(remaining)) }
-        exchange.upstreamHead.headers.add(name: "x-subgate-token-hash", value: hash)
+        if self.shared.config.backend == .crovver {
+            // A soft-limit pool below zero: served, and the upstream is told (SPEC §6).
+            if ticket.creditWarning { exchange.upstreamHead.headers.add(name: "x-subgate-credit-warning", value: "soft-limit") }
+        } else {
+            exchange.upstreamHead.headers.add(name: "x-subgate-token-hash", value: hash)
+        }
         self.startUpstream(exchange, context: context)
     }
 
@@ -656,6 +677,9 @@ extension ProxyHandler: UpstreamResponseReceiver {
                 } else {
                     self.shared.logger.warning("the upstream sent an invalid x-subgate-usage (not 0…1000000); billing 1 unit", metadata: ["request_id": .string(exchange.requestID)])
                 }
+            }
+            if let ticket = exchange.ticket, ticket.creditWarning {
+                headers.add(name: "x-subscription-warning", value: "soft-limit")
             }
             if let ticket = exchange.ticket, self.shared.config.exposeUsageHeaders {
                 if let remaining = ticket.remaining { headers.add(name: "x-subscription-remaining", value: String(remaining)) }
@@ -963,6 +987,11 @@ extension ProxyHandler {
             "client": .string(self.clientAddress ?? "-"),
         ]
         if let relay = exchange.relay { metadata["relay_id"] = .string(relay.id) }
+        if self.shared.config.backend == .crovver {
+            // Keyed by tenant, which is no secret: logged whole, never as a token.
+            metadata["token"] = nil
+            metadata["tenant"] = .string(exchange.tokenHash ?? "-")
+        }
         self.shared.logger.info("request", metadata: metadata)
     }
 

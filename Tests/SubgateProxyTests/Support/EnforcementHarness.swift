@@ -38,6 +38,9 @@ struct EnforcementHarness {
         config.accessLog = false
         config.controlPlaneURL = simulator.baseURL
         config.sellerKey = Secret(sellerKey)
+        // Used by `withCrovver` (`backend = crovver`); ignored by Crochet mode.
+        config.crovverURL = simulator.crovverURL
+        config.crovverKey = Secret("sk_test_demo")
         config.usageJournal = nil
         config.cacheTTL = .fixed(.seconds(60))
         configure(&config)
@@ -59,6 +62,25 @@ struct EnforcementHarness {
             await harness.stop()
             throw error
         }
+    }
+
+    /// The same harness with `backend = crovver` against the simulator's Crovver API
+    /// (`sk_test_demo`, tenant header `x-tenant-id`, pool `api_calls`, amount 1 unless configured).
+    static func withCrovver<T>(
+        _ configure: (inout Config) -> Void = { _ in },
+        _ body: (EnforcementHarness) async throws -> T
+    ) async throws -> T {
+        try await Self.with({ config in
+            config.backend = .crovver
+            configure(&config)
+        }, body)
+    }
+
+    /// One request through Subgate naming `tenant` in `x-tenant-id` (none when nil).
+    func get(path: String = "/hello", tenant: String?, extraHeaders: [(String, String)] = []) async throws -> Answer {
+        var headers = extraHeaders
+        if let tenant { headers.append(("x-tenant-id", tenant)) }
+        return try await self.get(path: path, token: nil, extraHeaders: headers)
     }
 
     func stop() async {
@@ -106,7 +128,7 @@ struct EnforcementHarness {
 
     /// Reports pending usage now (as `POST /flush` does).
     func flush() async -> UsageRecorder.FlushSummary {
-        await self.enforcer.usage.flush(force: true)
+        await self.enforcer.flush(force: true)
     }
 
     /// One poller pass (refreshes due entries within the budget).
