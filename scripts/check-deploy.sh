@@ -156,7 +156,7 @@ done
 "$BIN" healthcheck --config deploy/subgate.conf
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ADMIN/readyz" > /dev/null && break; sleep 0.1; done
 echo "readyz: $(curl -s "http://127.0.0.1:$ADMIN/readyz")"
-TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM/_admin/tokens" -d '{"usage_limit":5}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+TOKEN=$(curl -sf -X POST "http://127.0.0.1:$SIM/_sim/tokens" -d '{"usage_limit":5}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
 status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PROXY/quote")
 [ "$status" = 401 ] || fail "a request without a token answered $status (expected 401)"
 for path in /quote /quote /bulk?units=3; do
@@ -193,7 +193,7 @@ ELAPSED_MS=$((($(date +%s%N) - T0) / 1000000))
 [ "$code" -eq 0 ] || { cat "$WORK/run.log" >&2; fail "subgate run exited $code on SIGTERM (expected 0)"; }
 echo "exit 0 after ${ELAPSED_MS} ms (drain_delay 1s here)"
 # usage_flush_interval = 1h: only the final flush on SIGTERM can have reported these units.
-USAGE=$(curl -s "http://127.0.0.1:$SIM/_admin/usage")
+USAGE=$(curl -s "http://127.0.0.1:$SIM/_sim/usage")
 echo "simulator usage: $USAGE"
 UNITS=$(echo "$USAGE" | python3 -c 'import json, sys; print(sum(json.load(sys.stdin)["totals"].values()))')
 [ "$UNITS" -eq 5 ] || fail "the control plane accepted $UNITS units, expected 5 (the final flush on SIGTERM)"

@@ -24,7 +24,7 @@ struct TokensCommand: AsyncParsableCommand {
     @Option(help: "File to write (default: standard output).")
     var out: String?
 
-    @Option(name: .customLong("admin-prefix"), help: "The simulator's admin prefix: auto (/_sim, then /_admin), or a path.")
+    @Option(name: .customLong("admin-prefix"), help: "The simulator's admin prefix: auto (/_sim, checked), or a path.")
     var adminPrefix: String = "auto"
 
     @Option(help: "Admin calls in flight.")
