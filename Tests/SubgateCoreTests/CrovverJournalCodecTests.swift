@@ -26,6 +26,7 @@ import Testing
             .crovverCommitted(key: Self.key, units: 1_000_000_000),
             .crovverBatchOpened(CrovverBatch(sequence: 9, key: Self.key, units: 12, endpoint: "/api/export", requestID: "req-1")),
             .crovverBatchOpened(CrovverBatch(sequence: 10, key: Self.odd, units: 1, endpoint: "", requestID: "")),
+            .crovverBatchOpened(CrovverBatch(sequence: 11, key: Self.key, units: 1, endpoint: "/first", requestID: "r0", synchronous: true)),
             .crovverBatchSettled(sequence: 9),
         ]
         for record in records {
@@ -68,6 +69,26 @@ import Testing
         var settled = replay.crovver
         settled.apply(.crovverBatchSettled(sequence: 5))
         #expect(JournalCodec.replay(Self.encoded(settled.records())).crovver.nextSequence == 6, "the mark survives compaction")
+    }
+
+    @Test("A synchronous first consume never takes credits from pending, in replay and after compaction")
+    func synchronousConsumeKeepsPending() {
+        // Served and billed while Crovver was down (fail_mode = open): three first consumes
+        // opened and given up, three credits pending. All three are still owed after a replay.
+        var records: [JournalRecord] = [.crovverIdentity(sidecarID: "00000000000000aa", nextSequence: 1)]
+        for sequence in UInt64(1)...3 {
+            records.append(.crovverBatchOpened(CrovverBatch(sequence: sequence, key: Self.key, units: 1, endpoint: "/x", requestID: "r", synchronous: true)))
+            records.append(.crovverBatchSettled(sequence: sequence))
+            records.append(.crovverCommitted(key: Self.key, units: 1))
+        }
+        // After a restart: 5 pending, then a new first consume of 1.
+        records.append(.crovverCommitted(key: Self.key, units: 2))
+        records.append(.crovverBatchOpened(CrovverBatch(sequence: 4, key: Self.key, units: 1, endpoint: "/y", requestID: "s", synchronous: true)))
+        let replay = JournalCodec.replay(Self.encoded(records))
+        #expect(replay.crovver.pending == [Self.key: 5], "every served credit is still owed: \(replay.crovver.pending)")
+        let compacted = JournalCodec.replay(Self.encoded(replay.crovver.records()))
+        #expect(compacted.crovver == replay.crovver, "compaction keeps the flag and the pending credits")
+        #expect(compacted.crovver.batches[4]?.synchronous == true)
     }
 
     @Test("A torn crovver tail is skipped and the file cut to the last good record")

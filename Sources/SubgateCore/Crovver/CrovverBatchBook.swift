@@ -26,13 +26,17 @@ public struct CrovverBatch: Sendable, Equatable {
     public var endpoint: String
     /// `metadata.requestId`: that request's `x-request-id`.
     public var requestID: String
+    /// A tenant's synchronous first consume: its credits were never pending, so replaying it
+    /// must not take them from the pool's pending credits.
+    public var synchronous: Bool
 
-    public init(sequence: UInt64, key: CrovverPoolKey, units: Int, endpoint: String, requestID: String) {
+    public init(sequence: UInt64, key: CrovverPoolKey, units: Int, endpoint: String, requestID: String, synchronous: Bool = false) {
         self.sequence = sequence
         self.key = key
         self.units = units
         self.endpoint = endpoint
         self.requestID = requestID
+        self.synchronous = synchronous
     }
 }
 
@@ -139,7 +143,8 @@ public struct CrovverBatchBook: Sendable, Equatable {
         let batch = CrovverBatch(
             sequence: self.nextSequence, key: key, units: min(max(1, units), Self.maxBatchUnits),
             endpoint: String(endpoint.utf8.prefix(Self.maxEndpointLength)) ?? "",
-            requestID: String(requestID.utf8.prefix(Self.maxRequestIDLength)) ?? ""
+            requestID: String(requestID.utf8.prefix(Self.maxRequestIDLength)) ?? "",
+            synchronous: true
         )
         self.nextSequence += 1
         self.open[batch.sequence] = batch

@@ -34,8 +34,8 @@ public struct CrovverJournalState: Sendable, Equatable {
             guard units > 0 else { return }
             self.pending[key, default: 0] += units
         case .crovverBatchOpened(let batch):
-            // Its credits leave `pending` (a synchronous consume's were never there).
-            if let current = self.pending[batch.key] {
+            // Its credits leave `pending`; a synchronous consume's were never there.
+            if !batch.synchronous, let current = self.pending[batch.key] {
                 self.pending[batch.key] = current > batch.units ? current - batch.units : nil
             }
             self.batches[batch.sequence] = batch
@@ -97,7 +97,7 @@ extension JournalCodec {
             fields = [
                 Self.decimal(batch.sequence), Self.decimal(UInt64(batch.units)), Self.text(batch.key.tenant), Self.text(batch.key.pool),
                 Self.text(batch.endpoint), Self.text(batch.requestID),
-            ]
+            ] + (batch.synchronous ? [Array("sync".utf8)] : [])
         case .crovverBatchSettled(let sequence):
             fields = [Self.decimal(sequence)]
         case .committed, .sent, .acknowledged, .dropped, .returned:
@@ -165,13 +165,18 @@ extension JournalCodec {
             else { return nil }
             return .crovverCommitted(key: CrovverPoolKey(tenant: tenant, pool: pool), units: Int(units))
         case UInt8(ascii: "B"):
-            guard fields.count == 6, let sequence = Self.number(fields[0]), let units = Self.number(fields[1]),
+            // A 7th field `sync` marks a synchronous first consume.
+            guard fields.count == 6 || (fields.count == 7 && fields[6] == Array("sync".utf8)),
+                let sequence = Self.number(fields[0]), let units = Self.number(fields[1]),
                 units >= 1, units <= UInt64(Self.maxCrovverUnitsPerRecord),
                 let tenant = Self.text(fields[2]), let pool = Self.text(fields[3]),
                 let endpoint = Self.text(fields[4]), let requestID = Self.text(fields[5])
             else { return nil }
             return .crovverBatchOpened(
-                CrovverBatch(sequence: sequence, key: CrovverPoolKey(tenant: tenant, pool: pool), units: Int(units), endpoint: endpoint, requestID: requestID)
+                CrovverBatch(
+                    sequence: sequence, key: CrovverPoolKey(tenant: tenant, pool: pool), units: Int(units), endpoint: endpoint, requestID: requestID,
+                    synchronous: fields.count == 7
+                )
             )
         case UInt8(ascii: "E"):
             guard fields.count == 1, let sequence = Self.number(fields[0]) else { return nil }

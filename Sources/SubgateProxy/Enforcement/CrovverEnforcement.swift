@@ -314,6 +314,9 @@ final class CrovverEnforcement: Sendable {
                 try await journal.commit()
             } catch {
                 self.endBatch(batch, outcome: nil)
+                // The call this request may have claimed (the breaker's half-open probe) is
+                // over too: without this the breaker would wait for it forever.
+                self.recordCall(.failed(reason: "the usage journal could not be written"), now: .now)
                 return (.failed(retryAfterSeconds: 5), .failed(retryAfterSeconds: 5))
             }
         }
