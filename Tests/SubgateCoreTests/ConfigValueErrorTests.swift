@@ -103,7 +103,7 @@ struct ConfigValueErrorTests {
         BadValue("integer with digit separators", "cache_max_entries", "1_000_000", "`1_000_000` is not a whole number; expected a whole number of at least 1"),
         BadValue("integer with a plus sign", "max_connections", "+5", "`+5` is not a whole number; expected a whole number of at least 1"),
         BadValue("integer too large", "max_connections", "99999999999999999999", "`99999999999999999999` is too large; expected a whole number of at least 1"),
-        BadValue("crovver_amount of zero", "crovver_amount", "0", "`0` is out of range; expected a whole number of at least 1"),
+        BadValue("crovver_amount of zero", "crovver_amount", "0", "`0` is out of range; expected a whole number from 1 to 1000000"),
     ]
 
     static let addresses: [BadValue] = [

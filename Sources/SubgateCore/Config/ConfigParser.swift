@@ -391,7 +391,8 @@ public enum ConfigParser {
         case .crovverPool:
             config.crovverPool = try ConfigValue.visibleASCII(value, example: "api_calls")
         case .crovverAmount:
-            config.crovverAmount = try ConfigValue.integer(value, in: 1...Int.max)
+            // Crovver's own ceiling per consume is 1e9; a request costs amount × its units.
+            config.crovverAmount = try ConfigValue.integer(value, in: 1...1_000_000)
         case .gatewaySecret:
             config.gatewaySecret = try ConfigValue.secret(value)
         case .relayStore:

@@ -331,14 +331,14 @@ final class CrovverEnforcement: Sendable {
             self.endBatch(batch, outcome: outcome)
             return (.verified, .verified)
         case .unauthorized:
-            self.endBatch(batch, outcome: nil)
+            await self.giveUp(batch)
             return (.failed(retryAfterSeconds: 30), .failed(retryAfterSeconds: 30))
         case .rateLimited(let retryAfter):
-            self.endBatch(batch, outcome: nil)
+            await self.giveUp(batch)
             let seconds = retryAfter.map { Int($0.components.seconds) + 1 } ?? 10
             return (.failed(retryAfterSeconds: seconds), .failed(retryAfterSeconds: seconds))
         case .failed:
-            self.endBatch(batch, outcome: nil)
+            await self.giveUp(batch)
             let seconds = self.breakerRetrySeconds(now: now)
             return (.failed(retryAfterSeconds: seconds), .failed(retryAfterSeconds: seconds))
         case .unknown(let reason):
@@ -352,10 +352,17 @@ final class CrovverEnforcement: Sendable {
             }
             // Refused (fail_mode = closed): the key is given up rather than retried, so a
             // request that was not served is not charged by a retry.
-            self.endBatch(batch, outcome: nil)
+            await self.giveUp(batch)
             self.logger.warning("crovver consume unanswered; the request is refused and the key given up", metadata: ["tenant": .string(tenant), "reason": .string(reason)])
             return (.failed(retryAfterSeconds: seconds), .failed(retryAfterSeconds: seconds))
         }
+    }
+
+    /// Gives up a synchronous consume whose request is refused: its end is on disk before the
+    /// refusal, or a restart would send the key again and charge for an unserved request.
+    private func giveUp(_ batch: CrovverBatch) async {
+        self.endBatch(batch, outcome: nil)
+        try? await self.journal?.commit()
     }
 
     /// Waits for consume budget; `nil` once taken, else how long it would still take.

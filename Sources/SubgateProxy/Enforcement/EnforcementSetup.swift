@@ -42,6 +42,15 @@ public enum EnforcementSetup {
             // goes with the sequence numbers it scopes; a new journal gets a new random id.
             // Without a journal the id is random per process: nothing survives a crash anyway.
             let state = replay?.crovver ?? CrovverJournalState()
+            // Open batches must be sent again under their own keys, which need the old id: a
+            // journal that lost its `I` record cannot say them, and new keys could deduct twice.
+            if state.sidecarID == nil, !state.batches.isEmpty {
+                await client.shutdown()
+                throw StartError(
+                    description: "usage_journal holds \(state.batches.count) unanswered Crovver batches but lost the sidecar id they were sent under; "
+                        + "restore the journal's first line (I <id> <sequence>) from a backup, or reconcile those batches with Crovver and remove the journal"
+                )
+            }
             let sidecarID = state.sidecarID ?? crovver.sidecarID
             if state.sidecarID == nil, let journal {
                 journal.append(.crovverIdentity(sidecarID: sidecarID, nextSequence: state.nextSequence))
