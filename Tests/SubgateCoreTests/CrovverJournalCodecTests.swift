@@ -161,6 +161,25 @@ import Testing
         #expect(entry.remaining == 4)
     }
 
+    @Test("Overlapping consumes answered out of order leave the lowest balance, in either order; a replay with nothing cached leaves nothing")
+    func outOfOrderAnswers() {
+        for order in [[(899, true), (999, false)], [(999, true), (899, false)]] {
+            var entry = CrovverTenantEntry(lastUsed: self.t0)
+            entry.unreported = 101
+            self.answered(&entry, .allowed, remaining: 1000, units: 0, at: self.t0)
+            for (remaining, others) in order {
+                entry.applyConsume(
+                    units: remaining == 899 ? 100 : 1, answer: .answered(result: .allowed, remaining: remaining, alreadyProcessed: false),
+                    amount: 1, now: self.t0, probeInterval: .seconds(10), negativeTTL: .seconds(10), othersInFlight: others
+                )
+            }
+            #expect(entry.remaining == 899 && entry.overlapLowest == nil, "answers \(order): the balance after both consumes is 899, got \(String(describing: entry.remaining))")
+        }
+        var fresh = CrovverTenantEntry(lastUsed: self.t0)
+        fresh.applyConsume(units: 0, answer: .answered(result: .allowed, remaining: 50, alreadyProcessed: true), amount: 1, now: self.t0, probeInterval: .seconds(10), negativeTTL: .seconds(10))
+        #expect(fresh.remaining == nil, "an alreadyProcessed balance may be old: with nothing cached, the next request asks again")
+    }
+
     @Test("warning marks the pool soft: served below zero with the warning")
     func soft() {
         var entry = CrovverTenantEntry(lastUsed: self.t0)

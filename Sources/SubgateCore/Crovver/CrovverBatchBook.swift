@@ -135,6 +135,11 @@ public struct CrovverBatchBook: Sendable, Equatable {
     /// Credits in batches opened and not answered.
     public var openUnits: Int { self.open.values.reduce(0) { $0 + $1.units } }
 
+    /// Whether a consume for this pool (a batch or a first consume) has been sent and not answered.
+    public func isInFlight(pool key: CrovverPoolKey) -> Bool {
+        self.inFlight.contains { self.open[$0]?.key == key }
+    }
+
     // MARK: - Batches
 
     /// A consume for one request, sent at once (a tenant's first request, or a probe). It is

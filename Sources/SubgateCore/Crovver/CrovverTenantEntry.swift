@@ -21,6 +21,9 @@ public struct CrovverTenantEntry: Sendable, Equatable {
     public var reserved = 0
     /// Credits billed (or consumed by a call still unanswered) that no Crovver answer includes.
     public var unreported = 0
+    /// The lowest balance answered while other consumes for this pool were in flight: their
+    /// answers may arrive in any order, and only the lowest is the balance after all of them.
+    public var overlapLowest: Int?
     /// When a request last named this tenant: drives `idle_evict`.
     public var lastUsed: ContinuousClock.Instant
 
@@ -89,23 +92,33 @@ extension CrovverTenantEntry {
 
     /// A consume of `units` credits (a synchronous one or a batch), counted in `unreported`
     /// when it was opened, has an answer. Failures that leave it to be retried never reach here.
+    /// `othersInFlight`: another consume for this pool was still unanswered when this answer
+    /// came, so answers may be out of order (a replayed batch beside a first consume after a
+    /// restart, several first consumes under `fail_mode = open`).
     public mutating func applyConsume(
         units: Int,
         answer: CrovverConsumeOutcome,
         amount: Int,
         now: ContinuousClock.Instant,
         probeInterval: Duration,
-        negativeTTL: Duration
+        negativeTTL: Duration,
+        othersInFlight: Bool = false
     ) {
         switch answer {
         case .answered(let result, let remaining, let alreadyProcessed):
             self.unreported = max(0, self.unreported - units)
-            // A replayed answer's balance is the first call's, possibly older than what a later
-            // answer said: it may only lower the cached balance, never raise it.
-            if alreadyProcessed, let known = self.remaining {
-                self.remaining = min(known, remaining)
+            // While consumes overlap, the balance after all of them is the lowest answered (each
+            // consume only lowers it), whatever order the answers arrive in: keep the lowest
+            // until the last of them has answered.
+            let lowest = min(remaining, self.overlapLowest ?? remaining)
+            self.overlapLowest = othersInFlight ? lowest : nil
+            if alreadyProcessed || othersInFlight {
+                // A replayed answer's balance is the first call's, possibly older than what a
+                // later answer said: it may only lower the cached balance, never raise it (and
+                // says nothing when none is cached).
+                self.remaining = self.remaining.map { min($0, lowest) } ?? (alreadyProcessed ? nil : lowest)
             } else {
-                self.remaining = remaining
+                self.remaining = lowest
             }
             self.knownAt = now
             self.unknownUntil = nil

@@ -408,9 +408,10 @@ final class CrovverEnforcement: Sendable {
     /// The batch is done: journaled as ended, and its credits leave the tenant's `unreported`
     /// (with the answer applied to the entry when there is one).
     private func endBatch(_ batch: CrovverBatch, outcome: CrovverConsumeOutcome?) {
-        self.control.withLockedValue { control in
+        let othersInFlight = self.control.withLockedValue { control in
             control.book.settle(batch.sequence)
             self.journal?.append(.crovverBatchSettled(sequence: batch.sequence))
+            return control.book.isInFlight(pool: batch.key)
         }
         let now = ContinuousClock.now
         self.tenants(batch.key.tenant).withLockedValue { tenants in
@@ -418,7 +419,7 @@ final class CrovverEnforcement: Sendable {
             if let outcome {
                 entry.applyConsume(
                     units: batch.units, answer: outcome, amount: self.amount, now: now,
-                    probeInterval: self.probeInterval, negativeTTL: self.config.negativeTTL
+                    probeInterval: self.probeInterval, negativeTTL: self.config.negativeTTL, othersInFlight: othersInFlight
                 )
             } else {
                 entry.abandon(units: batch.units)
