@@ -194,6 +194,26 @@ import Testing
         }
     }
 
+    @Test("after failed reports the periodic flush backs off: the next round sends nothing and keeps the back-off; a forced flush still reports")
+    func flushBacksOff() async throws {
+        try await EnforcementHarness.with { h in
+            let token = h.simulator.createToken(usageLimit: nil)
+            let status = try await h.get(token: token.token).status
+            #expect(status == 200)
+            h.simulator.injectFault(SimulatedFault(endpoint: .usage, status: 500, times: 1))
+            let failed = await h.enforcer.usage.flush()
+            #expect(failed.reportedUnits == 0 && failed.stoppedBecause != nil, "\(failed)")
+            let calls = h.simulator.callCount(.usage)
+            let skipped = await h.enforcer.usage.flush()
+            #expect(skipped.stoppedBecause?.contains("backing off") == true, "the next round waits out the back-off: \(skipped)")
+            #expect(h.simulator.callCount(.usage) == calls, "nothing was sent while backing off")
+            let again = await h.enforcer.usage.flush()
+            #expect(again.stoppedBecause?.contains("backing off") == true, "an empty round did not reset the back-off: \(again)")
+            let forced = await h.flush()
+            #expect(forced.reportedUnits == 1 && h.simulator.acceptedUnits(hash: token.hash) == 1, "\(forced)")
+        }
+    }
+
     @Test("usage 404 for a hash → those units are dropped and counted, the rest still reported")
     func unbillableUnitsDropped() async throws {
         try await EnforcementHarness.with({ $0.failMode = .open }) { h in

@@ -436,9 +436,15 @@ final class CrovverEnforcement: Sendable {
     func flush(force: Bool = false) async -> UsageRecorder.FlushSummary {
         let now = ContinuousClock.now
         var budgetLimited = false
+        var backingOff = false
         let taken: [(CrovverBatch, String)]? = self.control.withLockedValue { control in
             guard !control.flushing else { return nil }
-            if !force, let retryAt = control.retryAt, now < retryAt { return [] }
+            // Backing off: nothing is sent and nothing about the back-off changes (an empty
+            // round must not count as a success that resets it).
+            if !force, let retryAt = control.retryAt, now < retryAt {
+                backingOff = true
+                return nil
+            }
             control.flushing = true
             let available = control.budget.available(now: now)
             let (batches, opened) = control.book.takeBatches(maxBatches: available)
@@ -457,7 +463,7 @@ final class CrovverEnforcement: Sendable {
         var summary = UsageRecorder.FlushSummary()
         guard let batches = taken else {
             summary.pendingUnits = self.pendingUnits
-            summary.stoppedBecause = "a flush is already running"
+            summary.stoppedBecause = backingOff ? "backing off after failed consumes" : "a flush is already running"
             return summary
         }
         var stop: String?

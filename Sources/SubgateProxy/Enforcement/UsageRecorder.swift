@@ -133,9 +133,15 @@ public final class UsageRecorder: Sendable {
     /// used by `POST /flush` and the final flush on shutdown.
     func flush(force: Bool = false) async -> FlushSummary {
         let now = ContinuousClock.now
+        var backingOff = false
         let taken: [UsageReport]? = self.state.withLockedValue { state in
             guard !state.flushing else { return nil }
-            if !force, let retryAt = state.retryAt, now < retryAt { return [] }
+            // Backing off: nothing is sent and nothing about the back-off changes (an empty
+            // round must not count as a success that resets it).
+            if !force, let retryAt = state.retryAt, now < retryAt {
+                backingOff = true
+                return nil
+            }
             state.flushing = true
             var reports = state.ledger.takeReports(maxReports: state.budget.available(now: now))
             // Each report spends one call of the budget; what the bucket refuses goes back.
@@ -154,7 +160,7 @@ public final class UsageRecorder: Sendable {
         guard let reports = taken else {
             var summary = FlushSummary()
             summary.pendingUnits = self.pendingUnits
-            summary.stoppedBecause = "a flush is already running"
+            summary.stoppedBecause = backingOff ? "backing off after failed reports" : "a flush is already running"
             return summary
         }
         var summary = FlushSummary()
