@@ -234,6 +234,9 @@ import Testing
         for field in ["cache_entries", "pending_units", "journal_bytes", "control_plane", "last_flush", "next_flush", "verify_budget_left", "usage_budget_left"] {
             #expect(status.contains("\"\(field)\":"), "/status lacks \(field): \(status)")
         }
+        for field in ["backend", "ready", "pending_units"] {
+            #expect(status.components(separatedBy: "\"\(field)\":").count == 2, "/status names \(field) exactly once: \(status)")
+        }
         #expect(metrics.contains("subgate_cache_lookups_total"), "enforcement metrics missing: \(metrics)")
         var flushRequest = HTTPClientRequest(url: admin + "/flush")
         flushRequest.method = .POST

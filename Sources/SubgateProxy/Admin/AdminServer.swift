@@ -143,7 +143,10 @@ struct AdminRoutes: Sendable {
             ("backend", JSONString.quote(self.config.backend.rawValue)),
             ("enforce", JSONString.quote(self.config.enforce.rawValue)),
         ]
-        fields.append(contentsOf: self.sources.statusFields())
+        // Each name once: a JSON object with a repeated key means whatever its reader decides.
+        for field in self.sources.statusFields() where !fields.contains(where: { $0.0 == field.0 }) {
+            fields.append(field)
+        }
         return "{" + fields.map { "\(JSONString.quote($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
 
