@@ -147,7 +147,7 @@ public final class UsageJournal: Sendable {
                 guard Syscall.fsync(descriptor) == 0 else { throw self.error("fsync") }
             }
             // A journal created just now must survive a crash as a directory entry too.
-            if let problem = Self.syncDirectory(of: self.path) {
+            if let problem = Syscall.syncDirectory(of: self.path) {
                 self.logger.warning("usage journal directory could not be synced", metadata: ["reason": "\(problem)"])
             }
 
@@ -343,16 +343,8 @@ public final class UsageJournal: Sendable {
 
     private func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            var offset = 0
-            while offset < raw.count {
-                let written = Syscall.write(descriptor, base + offset, raw.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw self.error("write")
-                }
-                offset += written
-            }
+            // `errno` still holds the failure when `writeAll` returns it.
+            guard Syscall.writeAll(descriptor, raw) == nil else { throw self.error("write") }
         }
     }
 
@@ -429,7 +421,7 @@ public final class UsageJournal: Sendable {
             }
             // The rename is done either way; without this a crash could bring the old file back
             // while new records go to the new one.
-            if let problem = Self.syncDirectory(of: self.path) {
+            if let problem = Syscall.syncDirectory(of: self.path) {
                 throw UsageJournalError(path: self.path, operation: "directory fsync", errno: problem)
             }
             return (before, contents.count, recovered)
@@ -489,20 +481,6 @@ public final class UsageJournal: Sendable {
         }
     }
 
-    /// fsyncs the directory holding `path`; the errno on failure.
-    private static func syncDirectory(of path: String) -> Int32? {
-        let directory: String
-        if let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) {
-            directory = slash == path.utf8.startIndex ? "/" : String(path[..<slash])
-        } else {
-            directory = "."
-        }
-        let descriptor = Syscall.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
-        guard descriptor >= 0 else { return errno }
-        defer { _ = Syscall.close(descriptor) }
-        return Syscall.fsync(descriptor) == 0 ? nil : errno
-    }
-
     private func error(_ operation: String, path: String? = nil, hint: String? = nil) -> UsageJournalError {
         UsageJournalError(path: path ?? self.path, operation: operation, errno: errno, hint: hint)
     }
@@ -536,8 +514,38 @@ public struct UsageJournalError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// The C calls whose names the journal's own methods (`open`, `close`) shadow.
-private enum Syscall {
+/// The C calls whose names the journal's own methods (`open`, `close`) shadow, and the two
+/// durable-file steps the usage journal and the relay store share.
+enum Syscall {
+    /// Writes all of `bytes`, through short writes and EINTR; the errno on failure.
+    static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
+        guard let base = bytes.baseAddress else { return nil }
+        var offset = 0
+        while offset < bytes.count {
+            let written = Self.write(descriptor, base + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            offset += written
+        }
+        return nil
+    }
+
+    /// fsyncs the directory holding `path` (so a rename in it is durable); the errno on failure.
+    static func syncDirectory(of path: String) -> Int32? {
+        let directory: String
+        if let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            directory = slash == path.utf8.startIndex ? "/" : String(path[..<slash])
+        } else {
+            directory = "."
+        }
+        let descriptor = Self.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+        guard descriptor >= 0 else { return errno }
+        defer { _ = Self.close(descriptor) }
+        return Self.fsync(descriptor) == 0 ? nil : errno
+    }
+
     static func open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
         #if canImport(Glibc)
         Glibc.open(path, flags, mode)

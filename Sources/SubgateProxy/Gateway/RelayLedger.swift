@@ -193,7 +193,7 @@ final class RelayStoreFile: Sendable {
             Foundation.close(fresh)
             throw error
         }
-        Self.syncDirectory(of: self.path)
+        _ = Syscall.syncDirectory(of: self.path)
         let old = self.descriptor.withLockedValue { descriptor in
             defer { descriptor = fresh }
             return descriptor
@@ -261,24 +261,9 @@ final class RelayStoreFile: Sendable {
 
     private static func writeAll(_ data: Data, to descriptor: Int32) throws {
         try data.withUnsafeBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw RelayStoreError(description: "write: \(String(cString: strerror(errno)))")
-                }
-                offset += written
+            if let code = Syscall.writeAll(descriptor, bytes) {
+                throw RelayStoreError(description: "write: \(String(cString: strerror(code)))")
             }
-        }
-    }
-
-    private static func syncDirectory(of path: String) {
-        let directory = (path as NSString).deletingLastPathComponent
-        let descriptor = Foundation.open(directory.isEmpty ? "." : directory, O_RDONLY | O_CLOEXEC)
-        if descriptor >= 0 {
-            _ = fsync(descriptor)
-            Foundation.close(descriptor)
         }
     }
 
