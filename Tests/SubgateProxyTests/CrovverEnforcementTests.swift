@@ -177,6 +177,14 @@ import Testing
             #expect(try await h.get(tenant: "ws_open").status == 200)
             _ = await h.flush()
             #expect(h.simulator.credits(tenantID: "ws_open", poolKey: "api_calls") == 48, "both requests billed once")
+            // The 503'd first consume is re-sent by the flush under its own key, opened before
+            // the second request's consume: a new key would carry a higher sequence.
+            let events = h.simulator.consumeEvents(tenantID: "ws_open")
+            #expect(events.count == 2, "\(events.map(\.idempotencyKey))")
+            if events.count == 2 {
+                let sequences = events.map { UInt64($0.idempotencyKey.split(separator: "-").last ?? "") ?? .max }
+                #expect(sequences[1] < sequences[0], "the flush re-sent the first consume's key, not a new one: \(events.map(\.idempotencyKey))")
+            }
         }
     }
 
@@ -202,16 +210,24 @@ import Testing
         }
     }
 
-    @Test("SPEC §2 enforce = shadow: a tenant header missing or a pool exhausted is served (and counted), not refused")
+    @Test("SPEC §2 enforce = shadow: a tenant header missing or a pool exhausted is served (and counted), not refused; only what the pool covered is billed")
     func shadowMode() async throws {
         try await EnforcementHarness.withCrovver({ $0.enforce = .shadow }) { h in
-            h.simulator.createTenant(Self.tenant("ws_shadow", credits: 0))
+            h.simulator.createTenant(Self.tenant("ws_shadow", credits: 2))
             let noTenant = try await h.get(tenant: nil)
+            // The first pays its own consume, the second fits the cached balance, the third
+            // would be refused (429) and is served under shadow without a reservation.
             let first = try await h.get(tenant: "ws_shadow")
             let second = try await h.get(tenant: "ws_shadow")
-            #expect([noTenant.status, first.status, second.status] == [200, 200, 200])
-            _ = await h.flush()
-            #expect(h.simulator.credits(tenantID: "ws_shadow", poolKey: "api_calls") == 0, "nothing deducted from an empty hard pool")
+            let third = try await h.get(tenant: "ws_shadow")
+            #expect([noTenant.status, first.status, second.status, third.status] == [200, 200, 200, 200])
+            #expect(h.upstream.requests.count == 4, "shadow mode refuses nothing")
+            let summary = await h.flush()
+            #expect(summary.reportedUnits == 1 && summary.droppedUnits == 0, "one batch for the second request only: \(summary)")
+            let events = h.simulator.consumeEvents(tenantID: "ws_shadow")
+            #expect(events.map(\.amount) == [1, 1], "the first consume and a batch of 1, never one for the refused request: \(events.map { ($0.amount, $0.result) })")
+            #expect(events.allSatisfy { $0.result == .allowed }, "\(events.map(\.result))")
+            #expect(h.simulator.credits(tenantID: "ws_shadow", poolKey: "api_calls") == 0)
         }
     }
 
@@ -230,6 +246,91 @@ import Testing
             _ = await h.flush()
             #expect(h.simulator.credits(tenantID: "ws_probe", poolKey: "api_calls") == -5)
         }
+    }
+
+    @Test("SPEC §2 shutdown_grace: the final flush also sends the credits billed behind a batch whose answer was lost")
+    func finalFlushSendsCreditsBehindAnOpenBatch() async throws {
+        try await EnforcementHarness.withCrovver { h in
+            h.simulator.createTenant(Self.tenant("ws_final", credits: 100))
+            for _ in 0..<5 {
+                let status = try await h.get(tenant: "ws_final").status
+                #expect(status == 200)
+            }
+            h.simulator.injectFault(SimulatedFault(endpoint: .consume, dropAfterCommit: true, times: 1))
+            let lost = await h.flush()
+            #expect(lost.stoppedBecause != nil && h.enforcer.crovver?.status().openBatches == 1, "\(lost)")
+            // Billed while that batch is open: they wait behind it (one batch per pool).
+            for _ in 0..<3 {
+                let status = try await h.get(tenant: "ws_final").status
+                #expect(status == 200)
+            }
+            h.readiness.startDraining()
+            let (summary, rounds) = await h.service.finalFlush()
+            #expect(summary.pendingUnits == 0 && summary.stoppedBecause == nil, "nothing left in the journal only: \(summary)")
+            #expect(rounds >= 2, "the open batch, then the credits behind it: \(rounds) round(s)")
+            let events = h.simulator.consumeEvents(tenantID: "ws_final")
+            #expect(events.map(\.amount) == [1, 4, 3], "\(events.map { ($0.amount, $0.replays) })")
+            #expect(events.count == 3 && events[1].replays == 1, "the lost batch re-sent under its key")
+            #expect(h.simulator.credits(tenantID: "ws_final", poolKey: "api_calls") == 92, "8 requests, 8 credits")
+        }
+    }
+
+    @Test("SPEC §6: a batch answered blocked (another consumer drew the hard pool down) consumes what the pool still holds in a new batch; only the rest is dropped")
+    func blockedBatchConsumesWhatThePoolHolds() async throws {
+        try await EnforcementHarness.withCrovver { h in
+            h.simulator.createTenant(Self.tenant("ws_shared", credits: 10))
+            for _ in 0..<6 {
+                let status = try await h.get(tenant: "ws_shared").status
+                #expect(status == 200)
+            }
+            // Another sidecar of the same seller spends 7 of the 9 left.
+            let other = try await Self.consumeDirectly(h, tenant: "ws_shared", amount: 7, key: "other-sidecar-1")
+            #expect(other == 200)
+            let blocked = await h.flush()
+            #expect(blocked.droppedUnits == 3 && blocked.reportedUnits == 0, "5 owed, 2 left in the pool: \(blocked)")
+            let salvage = await h.flush()
+            #expect(salvage.reportedUnits == 2 && salvage.pendingUnits == 0, "\(salvage)")
+            let events = h.simulator.consumeEvents(tenantID: "ws_shared")
+            #expect(events.map(\.amount) == [1, 7, 5, 2], "\(events.map { ($0.amount, $0.result) })")
+            #expect(events.map(\.result) == [.allowed, .allowed, .blocked, .allowed])
+            #expect(Set(events.map(\.idempotencyKey)).count == 4, "the salvaged credits go under a new key")
+            #expect(h.simulator.credits(tenantID: "ws_shared", poolKey: "api_calls") == 0)
+            let refused = try await h.get(tenant: "ws_shared")
+            #expect(refused.status == 429 && refused.errorCode == "USAGE_LIMIT_REACHED", "\(refused.body)")
+        }
+    }
+
+    @Test("SPEC §6: a batch answered with a 4xx Crovver will always give it (409, 422) is dropped and counted, not retried forever", arguments: [409, 422])
+    func unretryableClientErrorDropsTheBatch(status: Int) async throws {
+        try await EnforcementHarness.withCrovver { h in
+            h.simulator.createTenant(Self.tenant("ws_4xx", credits: 100))
+            for _ in 0..<4 {
+                let status = try await h.get(tenant: "ws_4xx").status
+                #expect(status == 200)
+            }
+            h.simulator.injectFault(SimulatedFault(endpoint: .consume, status: status, times: 1))
+            let refused = await h.flush()
+            #expect(refused.droppedUnits == 3 && refused.pendingUnits == 0, "\(refused)")
+            #expect(h.enforcer.crovver?.status().openBatches == 0, "the key is not kept for a retry")
+            // Later credits are not wedged behind it.
+            let later = try await h.get(tenant: "ws_4xx")
+            #expect(later.status == 200, "\(later.body)")
+            let next = await h.flush()
+            #expect(next.reportedUnits == 1 && next.pendingUnits == 0, "\(next)")
+            #expect(h.simulator.credits(tenantID: "ws_4xx", poolKey: "api_calls") == 98)
+        }
+    }
+
+    /// A consume sent straight to the simulated Crovver, as another sidecar would.
+    private static func consumeDirectly(_ h: EnforcementHarness, tenant: String, amount: Int, key: String) async throws -> UInt {
+        var request = HTTPClientRequest(url: h.config.crovverURL + "/credits/consume")
+        request.method = .POST
+        request.headers.add(name: "x-service-key", value: "sk_test_demo")
+        request.headers.add(name: "content-type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: "{\"tenantId\":\"\(tenant)\",\"poolKey\":\"api_calls\",\"amount\":\(amount),\"idempotencyKey\":\"\(key)\"}"))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        _ = try await response.body.collect(upTo: 1 << 16)
+        return response.status.code
     }
 
     @Test("SPEC §5: /status shows the crovver fields")

@@ -129,10 +129,12 @@ extension CrovverTenantEntry {
                 // Credit again (a top-up, or the pool is soft): no longer blocked.
                 self.blockedUntil = nil
             }
-        case .rejected:
-            // These credits can never be consumed: the tenant or its pool is unknown.
+        case .rejected(let status):
+            // These credits can never be consumed under this key.
             self.unreported = max(0, self.unreported - units)
-            self.unknownUntil = now + negativeTTL
+            // 404 (and 400, a tenant id Crovver will not take): the tenant or its pool is
+            // unknown. Another 4xx (409, 422, …) says nothing about the tenant.
+            if CrovverConsumeOutcome.meansUnknownTenant(status) { self.unknownUntil = now + negativeTTL }
         case .unauthorized, .rateLimited, .failed, .unknown:
             break
         }
@@ -162,9 +164,13 @@ public enum CrovverConsumeOutcome: Sendable, Equatable {
     /// 200 with `data`. `alreadyProcessed`: the key was seen before; nothing was deducted now
     /// and the result is the first call's.
     case answered(result: CrovverResult, remaining: Int, alreadyProcessed: Bool)
-    /// 400 / 404: the tenant or pool is unknown, or the request was refused as malformed. The
-    /// credits can never be consumed under this key.
+    /// A 4xx other than 401/403/408/429 (400, 404, 409, 422, …): the tenant or pool is
+    /// unknown, or the request was refused as it stands. The credits can never be consumed
+    /// under this key, so it is not retried.
     case rejected(status: Int)
+
+    /// A `rejected` status that means the tenant or its pool is unknown (refused for `negative_ttl`).
+    public static func meansUnknownTenant(_ status: Int) -> Bool { status == 400 || status == 404 }
     /// 401: `crovver_key` is wrong; nothing was deducted.
     case unauthorized
     /// 429: pause consume calls until `Retry-After` has passed.

@@ -29,12 +29,18 @@ extension ControlPlaneClient {
                     return .unknown(reason: "consume answered \(status) with a body that is not the seed's shape")
                 }
                 return .answered(result: result, remaining: remaining, alreadyProcessed: data["alreadyProcessed"] as? Bool ?? false)
-            case 400, 404:
-                return .rejected(status: status)
             case 401, 403:
                 return .unauthorized
             case 429:
                 return .rateLimited(retryAfter: RetryAfter.parse(headers.first(name: "retry-after"), now: Date()))
+            case 408:
+                // Request Timeout: the server gave up reading it; it may be sent again as it is.
+                return .unknown(reason: "consume answered 408")
+            case 400..<500:
+                // Any other 4xx (400, 404, 409, 422, …) refuses this request as it stands: the
+                // same key and body would get the same answer forever, so retrying it would
+                // only wedge the pool's batches behind it.
+                return .rejected(status: status)
             default:
                 // A 5xx may have been applied before it failed: the same key is retried.
                 return .unknown(reason: "consume answered \(status)")

@@ -273,9 +273,10 @@ final class CrovverEnforcement: Sendable {
         let key = self.key(tenant)
         let total: Int = self.control.withLockedValue { control in
             control.book.add(key, units: owed, endpoint: ticket.endpoint ?? "", requestID: ticket.requestID ?? "")
-            self.journal?.append(.crovverCommitted(key: key, units: owed))
+            self.journal?.appendBuffered(.crovverCommitted(key: key, units: owed))
             return control.book.pendingUnits + control.book.openUnits
         }
+        self.journal?.writeIfAlways()
         self.pendingGauge.record(total)
     }
 
@@ -304,7 +305,7 @@ final class CrovverEnforcement: Sendable {
         let key = self.key(tenant)
         let (batch, idempotencyKey): (CrovverBatch, String) = self.control.withLockedValue { control in
             let batch = control.book.openSynchronous(key, units: self.amount, endpoint: endpoint, requestID: requestID)
-            self.journal?.append(.crovverBatchOpened(batch))
+            self.journal?.appendBuffered(.crovverBatchOpened(batch))
             return (batch, control.book.idempotencyKey(batch))
         }
         self.tenants(tenant).withLockedValue { $0.entries[tenant, default: CrovverTenantEntry(lastUsed: .now)].unreported += batch.units }
@@ -327,9 +328,12 @@ final class CrovverEnforcement: Sendable {
         case .answered(let result, _, _):
             self.endBatch(batch, outcome: outcome)
             return (result == .blocked ? .verified : .crovverPaid(warning: result == .warning), .verified)
-        case .rejected:
+        case .rejected(let status):
             self.endBatch(batch, outcome: outcome)
-            return (.verified, .verified)
+            // An unknown tenant is refused from its entry (403); any other 4xx leaves nothing
+            // to decide on, and is refused like an unreachable Crovver (`fail_mode`).
+            if CrovverConsumeOutcome.meansUnknownTenant(status) { return (.verified, .verified) }
+            return (.failed(retryAfterSeconds: 5), .failed(retryAfterSeconds: 5))
         case .unauthorized:
             await self.giveUp(batch)
             return (.failed(retryAfterSeconds: 30), .failed(retryAfterSeconds: 30))
@@ -406,13 +410,21 @@ final class CrovverEnforcement: Sendable {
     }
 
     /// The batch is done: journaled as ended, and its credits leave the tenant's `unreported`
-    /// (with the answer applied to the entry when there is one).
-    private func endBatch(_ batch: CrovverBatch, outcome: CrovverConsumeOutcome?) {
+    /// (with the answer applied to the entry when there is one). `requeue` credits of it go
+    /// back to the pool's pending credits, for a new batch under a new key; their `U` line
+    /// follows the `E` in the journal, so a crash between the two can lose them but never
+    /// send them twice.
+    private func endBatch(_ batch: CrovverBatch, outcome: CrovverConsumeOutcome?, requeue: Int = 0) {
         let othersInFlight = self.control.withLockedValue { control in
             control.book.settle(batch.sequence)
-            self.journal?.append(.crovverBatchSettled(sequence: batch.sequence))
+            self.journal?.appendBuffered(.crovverBatchSettled(sequence: batch.sequence))
+            if requeue > 0 {
+                control.book.add(batch.key, units: requeue, endpoint: batch.endpoint, requestID: batch.requestID)
+                self.journal?.appendBuffered(.crovverCommitted(key: batch.key, units: requeue))
+            }
             return control.book.isInFlight(pool: batch.key)
         }
+        self.journal?.writeIfAlways()
         let now = ContinuousClock.now
         self.tenants(batch.key.tenant).withLockedValue { tenants in
             var entry = tenants.entries[batch.key.tenant] ?? CrovverTenantEntry(lastUsed: now)
@@ -424,6 +436,7 @@ final class CrovverEnforcement: Sendable {
             } else {
                 entry.abandon(units: batch.units)
             }
+            entry.unreported += requeue
             tenants.entries[batch.key.tenant] = entry
         }
     }
@@ -446,13 +459,18 @@ final class CrovverEnforcement: Sendable {
                 return nil
             }
             control.flushing = true
-            let available = control.budget.available(now: now)
+            // Batches and first consumes share the consume budget. A first consume holds a
+            // request (and a new tenant) waiting, so batches leave it the miss reserve — except
+            // on the final flush, when the proxy has drained and no request waits.
+            let priority: TokenBucket.Priority = self.readiness.isDraining ? .miss : .refresh
+            var available = control.budget.available(now: now)
+            if priority == .refresh { available = max(0, available - Int(control.budget.missReserve.rounded(.up))) }
             let (batches, opened) = control.book.takeBatches(maxBatches: available)
             budgetLimited = batches.count >= available && control.book.hasSendableBatches
-            for batch in opened { self.journal?.append(.crovverBatchOpened(batch)) }
+            for batch in opened { self.journal?.appendBuffered(.crovverBatchOpened(batch)) }
             var allowed: [(CrovverBatch, String)] = []
             for batch in batches {
-                if control.budget.take(.miss, now: now) {
+                if control.budget.take(priority, now: now) {
                     allowed.append((batch, control.book.idempotencyKey(batch)))
                 } else {
                     control.book.release(batch.sequence)
@@ -532,16 +550,27 @@ final class CrovverEnforcement: Sendable {
         self.recordCall(outcome, now: now)
         switch outcome {
         case .answered(let result, let remaining, let replayed):
-            self.endBatch(batch, outcome: outcome)
             if result == .blocked {
-                // Served, but the pool (hard-limit) had too little when the batch arrived.
-                Counter(label: "subgate_usage_dropped_units_total", dimensions: [("reason", "blocked")]).increment(by: Int64(batch.units))
-                summary.droppedUnits += batch.units
+                // Served, but the hard-limit pool had less than the batch when it arrived
+                // (several sidecars drawing on one pool, or a balance that fell meanwhile):
+                // what the pool still holds goes into a new batch under a new key, and only
+                // the rest is dropped.
+                let salvaged = max(0, min(batch.units, remaining))
+                let dropped = batch.units - salvaged
+                self.endBatch(batch, outcome: outcome, requeue: salvaged)
+                if dropped > 0 {
+                    Counter(label: "subgate_usage_dropped_units_total", dimensions: [("reason", "blocked")]).increment(by: Int64(dropped))
+                    summary.droppedUnits += dropped
+                }
                 self.logger.warning(
-                    "crovver refused a batch (blocked): credits served but not consumed",
-                    metadata: ["tenant": .string(batch.key.tenant), "units": .stringConvertible(batch.units), "remaining": .stringConvertible(remaining)]
+                    "crovver refused a batch (blocked): the credits the pool still holds are consumed in a new batch, the rest dropped",
+                    metadata: [
+                        "tenant": .string(batch.key.tenant), "units": .stringConvertible(batch.units), "remaining": .stringConvertible(remaining),
+                        "rebatched_units": .stringConvertible(salvaged), "dropped_units": .stringConvertible(dropped),
+                    ]
                 )
             } else {
+                self.endBatch(batch, outcome: outcome)
                 self.reportedCounter.increment(by: Int64(batch.units))
                 summary.reportedUnits += batch.units
                 summary.reports += 1
@@ -555,7 +584,7 @@ final class CrovverEnforcement: Sendable {
             Counter(label: "subgate_usage_dropped_units_total", dimensions: [("reason", String(status))]).increment(by: Int64(batch.units))
             summary.droppedUnits += batch.units
             self.logger.error(
-                "crovver refused a batch: the tenant or pool is unknown; dropped",
+                "crovver refused a batch (the tenant or pool is unknown, or the request was refused as it stands); dropped",
                 metadata: ["tenant": .string(batch.key.tenant), "status": .stringConvertible(status), "units": .stringConvertible(batch.units)]
             )
             return nil

@@ -36,13 +36,13 @@ public final class EnforcementService: Service, Sendable {
                     await loops.waitForAll()
                 }
             }
-            // The final flush, within what is left of shutdown_grace.
-            let summary = await self.enforcer.flush(force: true)
+            let (summary, rounds) = await self.finalFlush()
             self.logger.info(
                 "final usage flush",
                 metadata: [
                     "reported_units": .stringConvertible(summary.reportedUnits),
                     "pending_units": .stringConvertible(summary.pendingUnits),
+                    "rounds": .stringConvertible(rounds),
                 ]
             )
             if let journal = usage.journal {
@@ -54,6 +54,35 @@ public final class EnforcementService: Service, Sendable {
         }
         // AsyncHTTPClient must be shut down before it is released.
         await self.enforcer.client.shutdown()
+    }
+
+    /// The final flush, within what is left of `shutdown_grace` (counted from the signal):
+    /// rounds follow one another while each one makes progress, because one round cannot send
+    /// everything — a Crovver pool's credits billed behind a batch still in flight go in the
+    /// next round, and a backlog over the budget's burst drains as the budget refills. It
+    /// stops when nothing is pending, when a round is refused (journal, 401, 429, failures:
+    /// what is left stays in the journal for the next start) or when the grace runs out.
+    func finalFlush() async -> (UsageRecorder.FlushSummary, rounds: Int) {
+        let deadline = (self.enforcer.readiness.drainingSince ?? .now) + self.config.shutdownGrace
+        var total = UsageRecorder.FlushSummary()
+        var rounds = 0
+        while true {
+            let summary = await self.enforcer.flush(force: true)
+            rounds += 1
+            total.reportedUnits += summary.reportedUnits
+            total.reports += summary.reports
+            total.droppedUnits += summary.droppedUnits
+            total.pendingUnits = summary.pendingUnits
+            total.stoppedBecause = summary.stoppedBecause
+            let progressed = summary.reportedUnits > 0 || summary.droppedUnits > 0
+            guard summary.pendingUnits > 0, summary.stoppedBecause == nil, !Task.isCancelled else { break }
+            // Nothing moved and the budget is not what held it: another round would do the same.
+            if !progressed && !summary.budgetLimited { break }
+            let pause = progressed && !summary.budgetLimited ? Duration.zero : Self.drainStep
+            guard ContinuousClock.now + pause < deadline else { break }
+            if pause > .zero { try? await Task.sleep(for: pause) }
+        }
+        return (total, rounds)
     }
 
     /// Every `usage_flush_interval`, a flush; while a backlog larger than one flush's budget

@@ -191,6 +191,14 @@ public final class UsageJournal: Sendable {
     /// in-memory lock — except with `journal_sync = always`, where it writes and fsyncs before
     /// returning (blocking the calling thread for a disk round trip, as that setting asks).
     public func append(_ record: JournalRecord) {
+        self.appendBuffered(record)
+        self.writeIfAlways()
+    }
+
+    /// Buffers one record and never writes here, whatever `journal_sync` says. For callers
+    /// that append under a lock of their own (their records must keep that lock's order) and
+    /// must not hold it across a disk round trip: they call `writeIfAlways()` once it is released.
+    public func appendBuffered(_ record: JournalRecord) {
         // One record per billed request: encoded straight into the buffer, with no arrays
         // of its own (the bench's profile saw them).
         let encoded = self.memory.withLock { memory in
@@ -199,10 +207,12 @@ public final class UsageJournal: Sendable {
             memory.sinceCut?.append(record)
             return true
         }
-        guard encoded else {
-            self.refused(record)
-            return
-        }
+        if !encoded { self.refused(record) }
+    }
+
+    /// With `journal_sync = always`, writes and fsyncs what is buffered (blocking the calling
+    /// thread, as that setting asks); otherwise nothing: the group commit will.
+    public func writeIfAlways() {
         if case .always = self.sync {
             // The failure is recorded in `failure` and logged; the records stay buffered for the next commit.
             try? self.file.withLock { try self.commitLocked(&$0) }
@@ -241,10 +251,7 @@ public final class UsageJournal: Sendable {
             for record in accepted { memory.tally.apply(record) }
             memory.sinceCut?.append(contentsOf: accepted)
         }
-        if case .always = self.sync {
-            // The failure is recorded in `failure` and logged; the records stay buffered for the next commit.
-            try? self.file.withLock { try self.commitLocked(&$0) }
-        }
+        self.writeIfAlways()
     }
 
     // MARK: - Committing

@@ -16,8 +16,9 @@ public final class UsageRecorder: Sendable {
         public var pendingUnits = 0
         /// Why the flush stopped early, if it did.
         public var stoppedBecause: String?
-        /// `backend = crovver`: batches were left for want of consume budget (the flush loop
-        /// drains those each second; credits that merely arrived meanwhile wait for the interval).
+        /// Reports (or Crovver batches) were left for want of budget. The flush loop drains
+        /// those each second (Crovver: credits that merely arrived meanwhile wait for the
+        /// interval), and so does the final flush on shutdown, within `shutdown_grace`.
         public var budgetLimited = false
     }
 
@@ -94,13 +95,16 @@ public final class UsageRecorder: Sendable {
     }
 
     /// A settled answer billed `units` (event loop). The journal record is buffered under the
-    /// same lock as the ledger change, so a compaction never sees one without the other.
+    /// same lock as the ledger change, so a compaction never sees one without the other; with
+    /// `journal_sync = always` it is written once the lock is released, so other event loops
+    /// never wait on this one's fsync.
     func record(hash: String, units: Int) {
         let total = self.state.withLockedValue { state in
             state.ledger.add(hash, units: units)
-            self.journal?.append(.committed(hash: hash, units: units))
+            self.journal?.appendBuffered(.committed(hash: hash, units: units))
             return state.pendingUnits
         }
+        self.journal?.writeIfAlways()
         self.pendingGauge.record(total)
     }
 
@@ -134,6 +138,7 @@ public final class UsageRecorder: Sendable {
     func flush(force: Bool = false) async -> FlushSummary {
         let now = ContinuousClock.now
         var backingOff = false
+        var budgetLimited = false
         let taken: [UsageReport]? = self.state.withLockedValue { state in
             guard !state.flushing else { return nil }
             // Backing off: nothing is sent and nothing about the back-off changes (an empty
@@ -151,12 +156,14 @@ public final class UsageRecorder: Sendable {
             }
             reports.removeFirst(allowed.count)
             for report in reports { state.ledger.restore(report) }
+            budgetLimited = state.ledger.totalUnits > 0
             for report in allowed {
                 state.addInFlight(report)
-                self.journal?.append(.sent(hash: report.hash, units: report.count))
+                self.journal?.appendBuffered(.sent(hash: report.hash, units: report.count))
             }
             return allowed
         }
+        self.journal?.writeIfAlways()
         guard let reports = taken else {
             var summary = FlushSummary()
             summary.pendingUnits = self.pendingUnits
@@ -192,6 +199,7 @@ public final class UsageRecorder: Sendable {
         }
         summary.pendingUnits = total
         summary.stoppedBecause = stop.withLockedValue { $0 }
+        summary.budgetLimited = budgetLimited
         self.state.withLockedValue { $0.lastSummary = summary }
         self.pendingGauge.record(total)
         await self.compactIfIdle()
@@ -254,8 +262,9 @@ public final class UsageRecorder: Sendable {
     private func finish(_ report: UsageReport, record: JournalRecord, outcome: UsageOutcome) {
         self.state.withLockedValue { state in
             state.removeInFlight(report)
-            self.journal?.append(record)
+            self.journal?.appendBuffered(record)
         }
+        self.journal?.writeIfAlways()
         self.cache.withShard(of: report.hash) { shard in
             shard.entries[report.hash]?.applyReport(units: report.count, outcome: outcome)
         }
@@ -265,8 +274,9 @@ public final class UsageRecorder: Sendable {
         self.state.withLockedValue { state in
             state.removeInFlight(report)
             state.ledger.restore(report)
-            self.journal?.append(.returned(hash: report.hash, units: report.count))
+            self.journal?.appendBuffered(.returned(hash: report.hash, units: report.count))
         }
+        self.journal?.writeIfAlways()
     }
 
     /// The journal is rewritten to what is still unreported once it has grown (it would

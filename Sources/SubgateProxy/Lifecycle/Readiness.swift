@@ -7,6 +7,8 @@ public final class Readiness: Sendable {
     private struct State {
         var listening = false
         var draining = false
+        /// When the drain began (the signal): `shutdown_grace` counts from here.
+        var drainingSince: ContinuousClock.Instant?
         var problems: [String: String] = [:]
     }
 
@@ -17,9 +19,17 @@ public final class Readiness: Sendable {
     public func setListening(_ value: Bool) { self.state.withLock { $0.listening = value } }
 
     /// SIGTERM: `/readyz` turns 503 at once.
-    public func startDraining() { self.state.withLock { $0.draining = true } }
+    public func startDraining() {
+        self.state.withLock { state in
+            if !state.draining { state.drainingSince = .now }
+            state.draining = true
+        }
+    }
 
     public var isDraining: Bool { self.state.withLock { $0.draining } }
+
+    /// When `startDraining` was first called; `nil` while serving.
+    public var drainingSince: ContinuousClock.Instant? { self.state.withLock { $0.drainingSince } }
 
     /// Records (or, with `nil`, clears) a named reason this instance is not ready; returns the
     /// reason recorded before, so a caller can log a problem once, when it appears.
