@@ -123,9 +123,11 @@ struct DemoCommandTests {
         #expect(units("three-left", status: 200) == 3, "three-left: 3 billed requests reported; simulator says \(usage.body)")
         // Units served just before expires_at may reach the control plane after it, which then
         // refuses them (403: the seed's answer for usage on an expired token). Every served
-        // unit was reported: accepted, or refused by the control plane.
+        // unit was reported: accepted, or refused by the control plane. How many of each
+        // depends on where the 5 s flush fell against the 5 s lifetime (on a loaded machine
+        // all of them can arrive late), so only the sum is asserted.
         #expect(
-            units("expiring", status: 200) + units("expiring", status: 403) == expiringServed && units("expiring", status: 200) >= 1,
+            units("expiring", status: 200) + units("expiring", status: 403) == expiringServed && expiringServed >= 1,
             "expiring: its \(expiringServed) served requests reported; simulator says \(usage.body)"
         )
         #expect(reports.allSatisfy { $0["token_hash"] as? String != Self.hash(banner.tokens["revoked"] ?? "") }, "a refused request is never billed; simulator says \(usage.body)")
