@@ -51,10 +51,7 @@ import Testing
     func batchedConsumption() async throws {
         try await EnforcementHarness.withCrovver({ $0.crovverAmount = 3 }) { h in
             h.simulator.createTenant(Self.tenant("ws_batch", credits: 1000))
-            for _ in 0..<7 {
-                let status = try await h.get(tenant: "ws_batch").status
-                #expect(status == 200)
-            }
+            try await Self.serve(h, tenant: "ws_batch", times: 7)
             #expect(h.simulator.consumeEvents(tenantID: "ws_batch").count == 1, "nothing but the first consume before a flush")
             let summary = await h.flush()
             #expect(summary.reportedUnits == 18 && summary.stoppedBecause == nil, "\(summary)")
@@ -129,10 +126,7 @@ import Testing
     func lostAnswerRetriedWithSameKey() async throws {
         try await EnforcementHarness.withCrovver { h in
             h.simulator.createTenant(Self.tenant("ws_lost", credits: 100))
-            for _ in 0..<5 {
-                let status = try await h.get(tenant: "ws_lost").status
-                #expect(status == 200)
-            }
+            try await Self.serve(h, tenant: "ws_lost", times: 5)
             h.simulator.injectFault(SimulatedFault(endpoint: .consume, dropAfterCommit: true, times: 1))
             let lost = await h.flush()
             #expect(lost.stoppedBecause != nil && lost.reportedUnits == 0, "\(lost)")
@@ -252,18 +246,12 @@ import Testing
     func finalFlushSendsCreditsBehindAnOpenBatch() async throws {
         try await EnforcementHarness.withCrovver { h in
             h.simulator.createTenant(Self.tenant("ws_final", credits: 100))
-            for _ in 0..<5 {
-                let status = try await h.get(tenant: "ws_final").status
-                #expect(status == 200)
-            }
+            try await Self.serve(h, tenant: "ws_final", times: 5)
             h.simulator.injectFault(SimulatedFault(endpoint: .consume, dropAfterCommit: true, times: 1))
             let lost = await h.flush()
             #expect(lost.stoppedBecause != nil && h.enforcer.crovver?.status().openBatches == 1, "\(lost)")
             // Billed while that batch is open: they wait behind it (one batch per pool).
-            for _ in 0..<3 {
-                let status = try await h.get(tenant: "ws_final").status
-                #expect(status == 200)
-            }
+            try await Self.serve(h, tenant: "ws_final", times: 3)
             h.readiness.startDraining()
             let (summary, rounds) = await h.service.finalFlush()
             #expect(summary.pendingUnits == 0 && summary.stoppedBecause == nil, "nothing left in the journal only: \(summary)")
@@ -279,10 +267,7 @@ import Testing
     func blockedBatchConsumesWhatThePoolHolds() async throws {
         try await EnforcementHarness.withCrovver { h in
             h.simulator.createTenant(Self.tenant("ws_shared", credits: 10))
-            for _ in 0..<6 {
-                let status = try await h.get(tenant: "ws_shared").status
-                #expect(status == 200)
-            }
+            try await Self.serve(h, tenant: "ws_shared", times: 6)
             // Another sidecar of the same seller spends 7 of the 9 left.
             let other = try await Self.consumeDirectly(h, tenant: "ws_shared", amount: 7, key: "other-sidecar-1")
             #expect(other == 200)
@@ -304,10 +289,7 @@ import Testing
     func unretryableClientErrorDropsTheBatch(status: Int) async throws {
         try await EnforcementHarness.withCrovver { h in
             h.simulator.createTenant(Self.tenant("ws_4xx", credits: 100))
-            for _ in 0..<4 {
-                let status = try await h.get(tenant: "ws_4xx").status
-                #expect(status == 200)
-            }
+            try await Self.serve(h, tenant: "ws_4xx", times: 4)
             h.simulator.injectFault(SimulatedFault(endpoint: .consume, status: status, times: 1))
             let refused = await h.flush()
             #expect(refused.droppedUnits == 3 && refused.pendingUnits == 0, "\(refused)")
@@ -318,6 +300,14 @@ import Testing
             let next = await h.flush()
             #expect(next.reportedUnits == 1 && next.pendingUnits == 0, "\(next)")
             #expect(h.simulator.credits(tenantID: "ws_4xx", poolKey: "api_calls") == 98)
+        }
+    }
+
+    /// `times` requests for `tenant`, each expected to be served.
+    private static func serve(_ h: EnforcementHarness, tenant: String, times: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for index in 0..<times {
+            let answer = try await h.get(tenant: tenant)
+            #expect(answer.status == 200, "request \(index + 1) of \(times) for \(tenant): \(answer.status) \(answer.body)", sourceLocation: sourceLocation)
         }
     }
 
