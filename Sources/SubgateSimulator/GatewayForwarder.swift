@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOHTTP1
-import Synchronization
 
 /// Makes the gateway's calls to sellers' endpoints: a POST with the buyer's body and the
 /// gateway's headers, the answer collected up to `maxAnswerBytes`. No redirects are
@@ -16,7 +16,7 @@ final class GatewayForwarder: Sendable {
     private let group: any EventLoopGroup
     private let timeout: TimeAmount
     /// nil until the first forward; `stopped` once shut down.
-    private let state = Mutex<(client: HTTPClient?, stopped: Bool)>((nil, false))
+    private let state = NIOLockedValueBox<(client: HTTPClient?, stopped: Bool)>((nil, false))
 
     init(group: any EventLoopGroup, timeout: TimeAmount = .seconds(30)) {
         self.group = group
@@ -25,7 +25,7 @@ final class GatewayForwarder: Sendable {
 
     /// The client, made on first use; nil once shut down.
     private func client() -> HTTPClient? {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             if state.stopped { return nil }
             if let client = state.client { return client }
             var configuration = HTTPClient.Configuration()
@@ -67,7 +67,7 @@ final class GatewayForwarder: Sendable {
 
     /// Shuts the client down, if one was made; later forwards fail at once.
     func shutdown() async {
-        let client = self.state.withLock { state -> HTTPClient? in
+        let client = self.state.withLockedValue { state -> HTTPClient? in
             state.stopped = true
             defer { state.client = nil }
             return state.client

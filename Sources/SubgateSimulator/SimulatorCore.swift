@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Everything a running simulator shares between its connections, behind one lock: the
 /// store, and the open connections so that `stop()` can close them.
@@ -14,16 +14,16 @@ struct SimulatorState: Sendable {
 /// store under the lock, and hands the decision back to the channel handler, which does
 /// the I/O outside the lock.
 final class SimulatorCore: Sendable {
-    private let state: Mutex<SimulatorState>
+    private let state: NIOLockedValueBox<SimulatorState>
 
     init(store: SimulatorStore) {
-        self.state = Mutex(SimulatorState(store: store))
+        self.state = NIOLockedValueBox(SimulatorState(store: store))
     }
 
     /// Runs `body` on the store under the lock, with the current time.
     func withStore<Result: Sendable>(_ body: (inout SimulatorStore, Date) -> Result) -> Result {
         let now = Date()
-        return self.state.withLock { state in body(&state.store, now) }
+        return self.state.withLockedValue { state in body(&state.store, now) }
     }
 
     func plan(_ request: SimulatorRequest) -> SimulatorPlan {
@@ -43,14 +43,14 @@ final class SimulatorCore: Sendable {
     /// Tracks a new connection until it closes; false once the simulator is stopping.
     func register(_ channel: any Channel) -> Bool {
         let id = ObjectIdentifier(channel)
-        let accepted = self.state.withLock { state in
+        let accepted = self.state.withLockedValue { state in
             if state.stopped { return false }
             state.connections[id] = channel
             return true
         }
         if accepted {
             channel.closeFuture.whenComplete { _ in
-                self.state.withLock { state in _ = state.connections.removeValue(forKey: id) }
+                self.state.withLockedValue { state in _ = state.connections.removeValue(forKey: id) }
             }
         }
         return accepted
@@ -58,7 +58,7 @@ final class SimulatorCore: Sendable {
 
     /// Refuses new connections from now on; the ones open at this moment.
     func stopAccepting() -> [any Channel] {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             state.stopped = true
             return Array(state.connections.values)
         }

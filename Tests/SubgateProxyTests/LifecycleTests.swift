@@ -8,11 +8,15 @@ import Testing
 
 /// SPEC §1 (commands, exit codes) and §4 (SIGTERM drain), against the real `subgate` binary.
 @Suite(.serialized) struct LifecycleTests {
-    /// The binary `swift build` produced beside the test bundle.
+    /// The `subgate` binary `swift build` produced beside this test bundle.
     static var binary: URL {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/subgate") }
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+        // SwiftPM links every test target into one executable (Linux) or bundle (macOS) in the
+        // build directory, beside the products it built. Looking there, rather than at a fixed
+        // `.build/debug`, runs the binary of the same build: a `--scratch-path` build, or a
+        // sanitized one (scripts/sanitize.sh), never picks up a stale or uninstrumented copy.
+        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
+        let directory = bundle?.deletingLastPathComponent() ?? Bundle.main.bundleURL
+        return directory.appendingPathComponent("subgate")
     }
 
     /// A running `subgate` with its stdout captured in a file.
@@ -125,10 +129,19 @@ import Testing
         let ready = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(adminPort)/readyz"), timeout: .seconds(5))
         #expect(ready.status == .serviceUnavailable, "readiness must fail at once on SIGTERM")
         // Within drain_delay new connections are still accepted and served.
+        // A client of its own, for a new connection. It is shut down before any failure is
+        // thrown: an HTTPClient released unshut traps in debug builds and takes the whole
+        // test process (every other suite) down with it.
         let fresh = HTTPClient(eventLoopGroupProvider: .shared(group))
-        let during = try await fresh.execute(Self.request(base + "/hello", token: token.token), timeout: .seconds(5))
-        #expect(during.status == .ok, "a request during drain_delay must still be served")
+        let during: Result<HTTPClientResponse, any Error>
+        do {
+            during = .success(try await fresh.execute(Self.request(base + "/hello", token: token.token), timeout: .seconds(5)))
+        } catch {
+            during = .failure(error)
+        }
         try await fresh.shutdown()
+        let served = try during.get()
+        #expect(served.status == .ok, "a request during drain_delay must still be served")
 
         let answer = try await slow.value
         #expect(answer.status == .ok, "the in-flight request must complete")

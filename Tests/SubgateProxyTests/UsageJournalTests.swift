@@ -1,8 +1,8 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SubgateCore
 import SubgateProxy
-import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -36,9 +36,9 @@ import Glibc
             var metadata: Logger.Metadata
         }
 
-        private let storage = Mutex<[Entry]>([])
-        var entries: [Entry] { self.storage.withLock { $0 } }
-        func record(_ entry: Entry) { self.storage.withLock { $0.append(entry) } }
+        private let storage = NIOLockedValueBox<[Entry]>([])
+        var entries: [Entry] { self.storage.withLockedValue { $0 } }
+        func record(_ entry: Entry) { self.storage.withLockedValue { $0.append(entry) } }
 
         var logger: Logger {
             Logger(label: "usage-journal-test") { _ in Handler(recorder: self) }

@@ -5,11 +5,15 @@ import Testing
 /// `subgate simulate` (SPEC §1, §7), against the real binary `swift build` produced. Part of
 /// `SimulatorHTTPTests` so that the suite filter runs it too.
 extension SimulatorHTTPTests {
-    /// The `subgate` binary beside the test bundle.
+    /// The `subgate` binary `swift build` produced beside this test bundle.
     static var binary: URL {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/subgate") }
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+        // SwiftPM links every test target into one executable (Linux) or bundle (macOS) in the
+        // build directory, beside the products it built. Looking there, rather than at a fixed
+        // `.build/debug`, runs the binary of the same build: a `--scratch-path` build, or a
+        // sanitized one (scripts/sanitize.sh), never picks up a stale or uninstrumented copy.
+        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
+        let directory = bundle?.deletingLastPathComponent() ?? Bundle.main.bundleURL
+        return directory.appendingPathComponent("subgate")
     }
 
     /// Runs `subgate` with its stdout and stderr in a temporary file.

@@ -1,8 +1,8 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
 /// A seller's endpoint on loopback (port 0) for the gateway tests: it records every request
 /// (method, path, headers, body) and answers each with `status` and `body`.
@@ -21,7 +21,7 @@ final class TestSeller: Sendable {
 
     /// The state shared with the channel handlers.
     private final class State: Sendable {
-        let mutex = Mutex<(requests: [Seen], answer: Answer)>(([], Answer()))
+        let mutex = NIOLockedValueBox<(requests: [Seen], answer: Answer)>(([], Answer()))
     }
 
     private let channel: any Channel
@@ -29,14 +29,14 @@ final class TestSeller: Sendable {
 
     var port: Int { self.channel.localAddress?.port ?? 0 }
     var url: String { "http://127.0.0.1:\(self.port)" }
-    var requests: [Seen] { self.shared.mutex.withLock { $0.requests } }
+    var requests: [Seen] { self.shared.mutex.withLockedValue { $0.requests } }
 
     /// What the following requests are answered.
     func answer(_ status: HTTPResponseStatus, _ body: String) {
-        self.shared.mutex.withLock { $0.answer = Answer(status: status, body: body) }
+        self.shared.mutex.withLockedValue { $0.answer = Answer(status: status, body: body) }
     }
 
-    var currentAnswer: Answer { self.shared.mutex.withLock { $0.answer } }
+    var currentAnswer: Answer { self.shared.mutex.withLockedValue { $0.answer } }
 
     init(group: any EventLoopGroup) async throws {
         let state = self.shared
@@ -46,7 +46,7 @@ final class TestSeller: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Handler(record: { seen in
-                        state.mutex.withLock { state in
+                        state.mutex.withLockedValue { state in
                             state.requests.append(seen)
                             return state.answer
                         }

@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A swift-log backend that writes one JSON object per line (`log_format = json`).
 ///
@@ -80,7 +80,7 @@ public struct JSONLogHandler: LogHandler {
 
 /// Where log lines go: standard output, written whole under a lock so lines never interleave.
 public final class LineSink: Sendable {
-    private let lock = Mutex(())
+    private let lock = NIOLock()
     private let fd: Int32
 
     public init(fileDescriptor: Int32) { self.fd = fileDescriptor }
@@ -89,7 +89,7 @@ public final class LineSink: Sendable {
     public static let standardError = LineSink(fileDescriptor: 2)
 
     public func write(_ line: String) {
-        self.lock.withLock { _ in
+        self.lock.withLock {
             var bytes = Array(line.utf8)
             var offset = 0
             while offset < bytes.count {

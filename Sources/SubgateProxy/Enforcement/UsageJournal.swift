@@ -6,9 +6,9 @@ import Musl
 import Darwin
 #endif
 import Logging
+import NIOConcurrencyHelpers
 import NIOPosix
 import SubgateCore
-import Synchronization
 
 /// The durable record of unreported usage (SPEC §2 `usage_journal`, §4): every billable unit is
 /// appended before the client's answer completes, group-committed (write + fsync) every
@@ -18,6 +18,10 @@ import Synchronization
 /// - `file` is held across blocking syscalls, which run on `NIOThreadPool.singleton` (or on the
 ///   caller's thread for `.always` appends, which are blocking by definition);
 /// - `memory` is held only for in-memory work, so `append` on an event loop never waits on a disk.
+///
+/// Both are `NIOLockedValueBox` (a pthread mutex), like every lock in Subgate: ThreadSanitizer
+/// sees it. It does not see `Synchronization.Mutex` hand over under contention on Linux and
+/// reports races on data that mutex guards (scripts/sanitizers/mutex-tsan-repro.swift).
 ///
 /// The journal keeps, beside the unwritten bytes, what the file and the buffer replay to
 /// (`tally`); compaction rewrites exactly that, so it needs no cut agreed with the caller.
@@ -51,8 +55,8 @@ public final class UsageJournal: Sendable {
     public let path: String
     public let sync: JournalSync
     private let logger: Logger
-    private let memory = Mutex(Memory())
-    private let file = Mutex(File())
+    private let memory = NIOLockedValueBox(Memory())
+    private let file = NIOLockedValueBox(File())
 
     public init(path: String, sync: JournalSync, logger: Logger) {
         self.path = path
@@ -63,7 +67,7 @@ public final class UsageJournal: Sendable {
     }
 
     deinit {
-        self.file.withLock { file in
+        self.file.withLockedValue { file in
             if file.descriptor >= 0 { _ = Syscall.close(file.descriptor) }
         }
     }
@@ -72,14 +76,14 @@ public final class UsageJournal: Sendable {
 
     /// Health for `/readyz` and `fail_mode`: `nil` when fine, else a one-line reason like
     /// "usage journal /path: write failed: No space left on device (errno 28)".
-    public var failure: String? { self.memory.withLock { $0.failure } }
+    public var failure: String? { self.memory.withLockedValue { $0.failure } }
 
     /// The file's current length.
-    public var bytes: Int { self.memory.withLock { $0.bytes } }
+    public var bytes: Int { self.memory.withLockedValue { $0.bytes } }
 
     /// What the file plus the records not yet written add up to: `pending` units and, in
     /// `ambiguous`, reports in flight since `open()` (the counters are not kept).
-    public var tally: JournalReplay { self.memory.withLock { $0.tally } }
+    public var tally: JournalReplay { self.memory.withLockedValue { $0.tally } }
 
     // MARK: - Opening
 
@@ -111,7 +115,7 @@ public final class UsageJournal: Sendable {
     }
 
     private func openBlocking() throws -> JournalReplay {
-        try self.file.withLock { file in
+        try self.file.withLockedValue { file in
             guard file.descriptor < 0 else {
                 throw UsageJournalError(path: self.path, operation: "open", errno: EBUSY, hint: "this journal is already open")
             }
@@ -155,7 +159,7 @@ public final class UsageJournal: Sendable {
             file.size = replay.validBytes
             file.dirtyTail = false
             keep = true
-            self.memory.withLock { memory in
+            self.memory.withLockedValue { memory in
                 // The previous run's unanswered reports are the caller's to count (`replay.ambiguous`);
                 // from here on `ambiguous` tracks this run's reports in flight.
                 // Crovver's open batches stay open across the restart: they are sent again, same keys.
@@ -201,7 +205,7 @@ public final class UsageJournal: Sendable {
     public func appendBuffered(_ record: JournalRecord) {
         // One record per billed request: encoded straight into the buffer, with no arrays
         // of its own (the bench's profile saw them).
-        let encoded = self.memory.withLock { memory in
+        let encoded = self.memory.withLockedValue { memory in
             guard JournalCodec.encode(record, into: &memory.buffer) else { return false }
             memory.tally.apply(record)
             memory.sinceCut?.append(record)
@@ -215,7 +219,7 @@ public final class UsageJournal: Sendable {
     public func writeIfAlways() {
         if case .always = self.sync {
             // The failure is recorded in `failure` and logged; the records stay buffered for the next commit.
-            try? self.file.withLock { try self.commitLocked(&$0) }
+            try? self.file.withLockedValue { try self.commitLocked(&$0) }
         }
     }
 
@@ -246,7 +250,7 @@ public final class UsageJournal: Sendable {
             }
         }
         guard !accepted.isEmpty else { return }
-        self.memory.withLock { memory in
+        self.memory.withLockedValue { memory in
             memory.buffer.append(contentsOf: encoded)
             for record in accepted { memory.tally.apply(record) }
             memory.sinceCut?.append(contentsOf: accepted)
@@ -289,15 +293,15 @@ public final class UsageJournal: Sendable {
     /// - Throws: `UsageJournalError` when the write or the fsync failed; the records stay buffered
     ///   and the next commit retries them.
     public func commit() async throws {
-        guard self.memory.withLock({ !$0.buffer.isEmpty || $0.writing }) else { return }
-        try await Self.blocking { try self.file.withLock { try self.commitLocked(&$0) } }
+        guard self.memory.withLockedValue({ !$0.buffer.isEmpty || $0.writing }) else { return }
+        try await Self.blocking { try self.file.withLockedValue { try self.commitLocked(&$0) } }
     }
 
     /// Writes the buffer and fsyncs; on failure rolls the file back to its durable length and
     /// puts the bytes back in front of the buffer. Runs with the `file` lock held, off the event loops.
     private func commitLocked(_ file: inout File) throws {
         guard file.descriptor >= 0 else { return }  // not open yet, or closed: the records wait
-        let taken = self.memory.withLock { memory -> [UInt8] in
+        let taken = self.memory.withLockedValue { memory -> [UInt8] in
             var taken: [UInt8] = []
             swap(&taken, &memory.buffer)
             memory.writing = !taken.isEmpty
@@ -319,7 +323,7 @@ public final class UsageJournal: Sendable {
             // failed fsync Linux may have dropped the dirty pages): cut back and write it all again.
             file.dirtyTail = ftruncate(file.descriptor, off_t(file.size)) != 0
             let reason = error.summary
-            let isNew = self.memory.withLock { memory -> Bool in
+            let isNew = self.memory.withLockedValue { memory -> Bool in
                 memory.buffer.insert(contentsOf: taken, at: 0)
                 memory.writing = false
                 defer { memory.failure = reason }
@@ -337,7 +341,7 @@ public final class UsageJournal: Sendable {
         var status = stat()
         file.size = fstat(file.descriptor, &status) == 0 ? Int(status.st_size) : file.size + taken.count
         let size = file.size
-        let recovered = self.memory.withLock { memory -> String? in
+        let recovered = self.memory.withLockedValue { memory -> String? in
             defer { memory.failure = nil }
             memory.writing = false
             memory.bytes = size
@@ -379,13 +383,13 @@ public final class UsageJournal: Sendable {
     }
 
     private func compactBlocking(pending: [String: Int]?) throws {
-        let (before, after, recovered) = try self.file.withLock { file -> (Int, Int, String?) in
+        let (before, after, recovered) = try self.file.withLockedValue { file -> (Int, Int, String?) in
             guard file.descriptor >= 0 else {
                 throw UsageJournalError(path: self.path, operation: "compact", errno: EBADF, hint: "the journal is not open")
             }
             let before = file.size
             // The cut: everything buffered until now is in `base`; what comes later lands in `sinceCut`.
-            let (cut, base, inFlight, crovver) = self.memory.withLock { memory in
+            let (cut, base, inFlight, crovver) = self.memory.withLockedValue { memory in
                 memory.sinceCut = []
                 return (memory.buffer.count, pending ?? memory.tally.pending, memory.tally.ambiguous, memory.tally.crovver)
             }
@@ -406,7 +410,7 @@ public final class UsageJournal: Sendable {
             do {
                 descriptor = try self.writeTemporary(temporary, contents)
             } catch {
-                self.memory.withLock { $0.sinceCut = nil }
+                self.memory.withLockedValue { $0.sinceCut = nil }
                 throw error
             }
 
@@ -416,7 +420,7 @@ public final class UsageJournal: Sendable {
             file.dirtyTail = false
             _ = Syscall.close(previous)
             // A successful rewrite proves the disk takes writes again.
-            let recovered = self.memory.withLock { memory -> String? in
+            let recovered = self.memory.withLockedValue { memory -> String? in
                 defer { memory.failure = nil }
                 memory.buffer.removeFirst(cut)
                 var tally = JournalReplay(pending: base.filter { $0.value > 0 }, ambiguous: inFlight, crovver: crovver)
@@ -463,7 +467,7 @@ public final class UsageJournal: Sendable {
     /// memory until `open()` is called again. When the commit fails the file is closed all the same.
     public func close() async throws {
         try await Self.blocking {
-            try self.file.withLock { file in
+            try self.file.withLockedValue { file in
                 defer {
                     if file.descriptor >= 0 { _ = Syscall.close(file.descriptor) }
                     file.descriptor = -1

@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// What `/readyz` reports (SPEC §5): listening, not draining, and nothing else that makes
 /// this instance unfit for traffic. Later pieces (seller key rejected, journal unwritable)
@@ -12,30 +12,30 @@ public final class Readiness: Sendable {
         var problems: [String: String] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     public init() {}
 
-    public func setListening(_ value: Bool) { self.state.withLock { $0.listening = value } }
+    public func setListening(_ value: Bool) { self.state.withLockedValue { $0.listening = value } }
 
     /// SIGTERM: `/readyz` turns 503 at once.
     public func startDraining() {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             if !state.draining { state.drainingSince = .now }
             state.draining = true
         }
     }
 
-    public var isDraining: Bool { self.state.withLock { $0.draining } }
+    public var isDraining: Bool { self.state.withLockedValue { $0.draining } }
 
     /// When `startDraining` was first called; `nil` while serving.
-    public var drainingSince: ContinuousClock.Instant? { self.state.withLock { $0.drainingSince } }
+    public var drainingSince: ContinuousClock.Instant? { self.state.withLockedValue { $0.drainingSince } }
 
     /// Records (or, with `nil`, clears) a named reason this instance is not ready; returns the
     /// reason recorded before, so a caller can log a problem once, when it appears.
     @discardableResult
     public func setProblem(_ name: String, _ reason: String?) -> String? {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             let previous = state.problems[name]
             state.problems[name] = reason
             return previous
@@ -44,7 +44,7 @@ public final class Readiness: Sendable {
 
     /// `nil` when ready, else the reasons.
     public func notReadyReasons() -> [String]? {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             var reasons: [String] = []
             if !state.listening { reasons.append("the proxy listener is not open") }
             if state.draining { reasons.append("shutting down") }
