@@ -50,10 +50,13 @@ fuzz() {
     local log="$artifacts/last-run.log"
     echo "== fuzz $target for ${seconds}s (log: $log)" >&2
     local status=0
+    # Tokens the fuzzer cannot learn from comparisons (the standard library's are not traced).
+    local dict=()
+    [[ -f "fuzz/dict/$target.dict" ]] && dict=(-dict="fuzz/dict/$target.dict")
     # The first corpus directory receives new entries; the seeds are only read.
     "$(binary "$target")" \
         -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/" \
+        -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" \
         "$learned" "$seeds" >"$log" 2>&1 || status=$?
     # The seeds' coverage, the last progress line (cov: edges, ft: features), the totals.
     grep -E '^#[0-9]+[[:space:]]+INITED' "$log" >&2 || true
