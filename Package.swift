@@ -11,6 +11,9 @@ let package = Package(
     products: [
         .executable(name: "subgate", targets: ["subgate"]),
         .executable(name: "subgate-bench", targets: ["subgate-bench"]),
+        // For the libFuzzer package in fuzz/, which depends on this one by path and can only
+        // use products. An automatic library adds no build step of its own here.
+        .library(name: "SubgateCore", targets: ["SubgateCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
