@@ -126,8 +126,13 @@ import Testing
         #expect(ready.status == .serviceUnavailable, "readiness must fail at once on SIGTERM")
         // Within drain_delay new connections are still accepted and served.
         let fresh = HTTPClient(eventLoopGroupProvider: .shared(group))
-        let during = try await fresh.execute(Self.request(base + "/hello", token: token.token), timeout: .seconds(5))
-        #expect(during.status == .ok, "a request during drain_delay must still be served")
+        do {
+            let during = try await fresh.execute(Self.request(base + "/hello", token: token.token), timeout: .seconds(5))
+            #expect(during.status == .ok, "a request during drain_delay must still be served")
+        } catch {
+            // Recorded, not thrown: a client that is not shut down crashes the whole test run.
+            Issue.record("a request during drain_delay must still be served; it failed: \(error)")
+        }
         try await fresh.shutdown()
 
         let answer = try await slow.value
