@@ -133,6 +133,112 @@ import Glibc
         }
     }
 
+    // MARK: - Pipelining and billing
+
+    @Test(
+        "RFC 9112 §9.3.2 + SPEC §3 step 7: three pipelined requests, the middle one refused, answer 200, refusal, 200 in order; exactly the two served units are billed",
+        arguments: [refusedTokens[1], refusedTokens[2]]
+    )
+    func pipelinedRefusalIsBilledCorrectly(_ refused: RefusedToken) async throws {
+        try await EnforcementHarness.with { h in
+            let good = h.simulator.createToken(usageLimit: 10)
+            let valid = "X-Subscription-Token: \(good.token)\r\n"
+            let pipelined =
+                "GET /hello HTTP/1.1\r\n\(Self.host)\(valid)\r\n"
+                + "GET /hello HTTP/1.1\r\n\(Self.host)\(refused.lines)\r\n"
+                + "GET /hello HTTP/1.1\r\n\(Self.host)\(valid)Connection: close\r\n\r\n"
+            let connection = try await RawConnection.open(port: h.port, group: h.group)
+            try await connection.send(pipelined)
+            let closed = await connection.waitForClose(timeout: .seconds(5))
+            #expect(closed, "the connection must close after the third request asked for it; got \(connection.text)")
+            let answers = RawResponse.parseAll(connection.text)
+            #expect(answers.map(\.status) == [200, refused.status, 200], "\(refused.name): expected 200, \(refused.status), 200 in order, got \(answers)")
+            if answers.count == 3 {
+                #expect(answers[1].isRejection(status: refused.status, code: refused.code), "the middle answer: \(answers[1])")
+                // The refusal reserved nothing: the third request sees exactly one unit gone.
+                #expect(
+                    answers[0].header("x-subscription-remaining") == "9" && answers[2].header("x-subscription-remaining") == "8",
+                    "remaining must count the two served requests only: \(answers[0].header("x-subscription-remaining") ?? "-"), \(answers[2].header("x-subscription-remaining") ?? "-")"
+                )
+            }
+            #expect(h.upstream.requests.count == 2, "only the two admitted requests may reach the upstream, it saw \(h.upstream.requests.count)")
+            let summary = await h.flush()
+            #expect(summary.reportedUnits == 2 && h.simulator.acceptedUnits(hash: good.hash) == 2, "the valid token must be billed 2 units: \(summary), accepted \(h.simulator.acceptedUnits(hash: good.hash))")
+            #expect(h.simulator.usageReports.allSatisfy { $0.tokenHash == good.hash }, "a unit was reported for another hash: \(h.simulator.usageReports)")
+            await connection.close()
+        }
+    }
+
+    @Test(
+        "RFC 9112 §9.3.2, §9.6: pipelined requests followed by a half-close get every answer, in order, before the connection closes",
+        arguments: [["valid", "refused"], ["valid", "refused", "valid"], ["refused", "valid"]]
+    )
+    func pipelinedThenHalfClosed(_ sequence: [String]) async throws {
+        try await EnforcementHarness.with { h in
+            let good = h.simulator.createToken(usageLimit: nil)
+            let requests = sequence.map { kind in
+                "GET /hello HTTP/1.1\r\n\(Self.host)" + (kind == "valid" ? "X-Subscription-Token: \(good.token)\r\n" : "") + "\r\n"
+            }
+            let connection = try await RawConnection.open(port: h.port, group: h.group)
+            try await connection.send(requests.joined())
+            try await connection.shutdownOutput()
+            let closed = await connection.waitForClose(timeout: .seconds(5))
+            let expected = sequence.map { $0 == "valid" ? 200 : 401 }
+            let answers = RawResponse.parseAll(connection.text)
+            #expect(closed, "\(sequence): the connection must close once the answers are out; got \(answers)")
+            #expect(answers.map(\.status) == expected && answers.allSatisfy(\.complete), "\(sequence): expected \(expected), whole, got \(answers)")
+            #expect(h.upstream.requests.count == expected.filter { $0 == 200 }.count, "\(sequence): the upstream saw \(h.upstream.requests.count) requests")
+            await connection.close()
+        }
+    }
+
+    /// A pipelined request Subgate refuses and whose connection then closes.
+    struct ClosingRefusal: Sendable, CustomTestStringConvertible {
+        let name: String
+        let request: String
+        let status: Int
+        let code: String
+        var testDescription: String { self.name }
+    }
+
+    static let closingRefusals = [
+        ClosingRefusal(name: "duplicate Host", request: "GET /refused HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n", status: 400, code: "BAD_REQUEST"),
+        ClosingRefusal(
+            name: "Transfer-Encoding: ,chunked (NIO decodes it as chunked)",
+            request: "POST /refused HTTP/1.1\r\n\(host)Transfer-Encoding: ,chunked\r\n\r\n0\r\n\r\n", status: 400, code: "BAD_REQUEST"
+        ),
+        ClosingRefusal(name: "Upgrade: websocket", request: "GET /refused HTTP/1.1\r\n\(host)Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n", status: 501, code: "UPGRADE_NOT_SUPPORTED"),
+    ]
+
+    @Test(
+        "SPEC §3 step 1, RFC 9112 §9.6: a pipelined request refused with a closing answer ends the connection: a request smuggled after it never reaches the upstream",
+        arguments: closingRefusals
+    )
+    func pipelinedClosingRefusalStopsTheConnection(_ refusal: ClosingRefusal) async throws {
+        try await EnforcementHarness.with { h in
+            let good = h.simulator.createToken(usageLimit: nil)
+            let valid = "X-Subscription-Token: \(good.token)\r\n"
+            let pipelined =
+                "GET /hello HTTP/1.1\r\n\(Self.host)\(valid)\r\n"
+                + refusal.request
+                + "GET /smuggled HTTP/1.1\r\n\(Self.host)\(valid)\r\n"
+            let connection = try await RawConnection.open(port: h.port, group: h.group)
+            try await connection.send(pipelined)
+            let closed = await connection.waitForClose(timeout: .seconds(5))
+            #expect(closed, "\(refusal.name): the connection must close after the refusal, got \(connection.text)")
+            let answers = RawResponse.parseAll(connection.text)
+            #expect(answers.map(\.status) == [200, refusal.status], "\(refusal.name): expected 200 then \(refusal.status) and nothing more, got \(answers)")
+            if answers.count == 2 {
+                #expect(answers[1].isRejection(status: refusal.status, code: refusal.code) && answers[1].complete, "\(refusal.name): \(answers[1])")
+                #expect(answers[1].header("connection")?.lowercased() == "close", "\(refusal.name): a closing answer must say `connection: close`: \(answers[1])")
+            }
+            #expect(h.upstream.requests.map(\.uri) == ["/hello"], "\(refusal.name): the upstream saw \(h.upstream.requests.map(\.uri))")
+            let summary = await h.flush()
+            #expect(summary.reportedUnits == 1, "only the first request may be billed: \(summary)")
+            await connection.close()
+        }
+    }
+
     // MARK: - Bad tokens, and what reaches the log
 
     /// A hostile token header and the answer SPEC §3 step 2 gives it. `marker` is a part of
