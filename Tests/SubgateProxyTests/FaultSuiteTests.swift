@@ -208,6 +208,7 @@ import Glibc
             request: "POST /refused HTTP/1.1\r\n\(host)Transfer-Encoding: ,chunked\r\n\r\n0\r\n\r\n", status: 400, code: "BAD_REQUEST"
         ),
         ClosingRefusal(name: "Upgrade: websocket", request: "GET /refused HTTP/1.1\r\n\(host)Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n", status: 501, code: "UPGRADE_NOT_SUPPORTED"),
+        ClosingRefusal(name: "no token, Connection: close", request: "GET /refused HTTP/1.1\r\n\(host)Connection: close\r\n\r\n", status: 401, code: "MISSING_TOKEN"),
     ]
 
     @Test(

@@ -924,9 +924,10 @@ extension ProxyHandler {
         clientKeepAlive: Bool? = nil
     ) {
         // A rejection that leaves the framing intact keeps a keep-alive connection: the rest of
-        // the body (if any) is read and dropped. Framing errors always close.
+        // the body (if any) is read and dropped. Framing errors always close, and so does a
+        // client that asked to (`Connection: close`, or HTTP/1.0 without keep-alive: RFC 9112 §9.6).
         let keep = !rejection.closeConnection && (clientKeepAlive ?? false)
-        let close = keep ? false : (rejection.closeConnection || !requestEnded)
+        let close = !keep && (rejection.closeConnection || !requestEnded || clientKeepAlive == false)
         // The next state is set before the answer is written: see `enterStateAfterAnswer`.
         if !close && !requestEnded {
             self.state = .discardingBody(closeAfter: false, discarded: 0)
