@@ -77,6 +77,20 @@ import Glibc
         #expect(status == 0, "subgate must exit 0 on SIGTERM; output:\n\(running.log.suffix(2000))")
     }
 
+    /// `ss -tn` lines for the proxy's and the upstream's ports (queues, for a failure message).
+    static func sockets(port: Int, upstream: Int) -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["ss", "-tnoi", "( sport = :\(port) or dport = :\(port) or sport = :\(upstream) or dport = :\(upstream) )"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return "(ss failed)" }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
     // MARK: - Size: huge heads, bounded memory
 
     @Test("SPEC §2 max_header_bytes: 10 MB heads and 1000-field heads answer 431, and the proxy's peak RSS grows by less than 16 MiB (real binary, VmHWM)")
@@ -125,6 +139,75 @@ import Glibc
             print("FaultSuite: huge heads: proxy VmHWM \(before.peak) → \(after.peak) KiB (+\(growth) KiB), VmRSS now \(after.rss) KiB")
             #expect(backends.upstream.requests.count == 20, "no hostile head may reach the upstream")
             do { let status = try await Self.get("http://127.0.0.1:\(port)/hello", token: token.token).status; #expect(status == 200, "the proxy must serve on") }
+            try await Self.stopGracefully(running)
+        } catch {
+            await backends.stop()
+            throw error
+        }
+        await backends.stop()
+    }
+
+    // MARK: - Slow reader: back-pressure
+
+    @Test("SPEC §3 step 6 back-pressure: a client that reads nothing while the upstream streams 256 MiB stalls the upstream's writes, and the proxy's RSS stays bounded (real binary)")
+    func slowReaderStallsTheUpstream() async throws {
+        let backends = try await Backends.start()
+        let running = try Running(arguments: ["run"], config: Self.config(upstream: backends.upstream, simulator: backends.simulator, "usage_journal = off\n"))
+        do {
+            let port = try await running.port(of: "proxy")
+            let admin = "http://127.0.0.1:\(try await running.port(of: "admin"))"
+            let pid = running.process.processIdentifier
+            let token = backends.simulator.createToken(usageLimit: nil)
+            // Warm up the streaming path with a whole 8 MiB answer read at full speed.
+            let warm = try await Self.get("http://127.0.0.1:\(port)/large?mb=8", token: token.token)
+            #expect(warm.status == 200 && warm.body.utf8.count == 8 << 20, "the warm-up answer was \(warm.status), \(warm.body.utf8.count) bytes")
+            let baseline = backends.upstream.wire.largeBytesWritten
+            let before = Self.memory(of: pid)
+
+            let total = 256 << 20
+            let reader = try await RawConnection.open(port: port, group: backends.group, autoRead: false, receiveBufferSize: 64 * 1024, keepAtMost: 4096)
+            try await reader.send("GET /large?mb=256 HTTP/1.1\r\nHost: a.example\r\nX-Subscription-Token: \(token.token)\r\n\r\n")
+
+            // Wait until the upstream's writes make no progress for a whole second (at most 20 s).
+            var last = -1
+            var lastChange = ContinuousClock.now
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                let written = backends.upstream.wire.largeBytesWritten - baseline
+                if written != last {
+                    last = written
+                    lastChange = ContinuousClock.now
+                } else if written > 0 && ContinuousClock.now - lastChange >= .seconds(1) {
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let stalledAt = backends.upstream.wire.largeBytesWritten - baseline
+            let during = Self.memory(of: pid)
+            let growth = during.peak - before.peak
+            print("FaultSuite: slow reader: upstream stalled after \(stalledAt >> 10) KiB of \(total >> 10) KiB; proxy VmHWM \(before.peak) → \(during.peak) KiB (+\(growth) KiB)")
+            #expect(ContinuousClock.now - lastChange >= .seconds(1), "the upstream's writes never stalled: \(stalledAt) bytes written and still going")
+            // Everything in flight sits in socket buffers (the kernel's, up to tens of MiB on
+            // loopback with autotuning) and one NIO write buffer: far below the answer's size.
+            #expect(stalledAt < 64 << 20, "the upstream got \(stalledAt >> 20) MiB of 256 MiB out to a client that reads nothing")
+            #expect(growth < 32 * 1024, "the proxy's peak RSS grew by \(growth) KiB while holding a stalled 256 MiB answer")
+
+            // It was back-pressure, not a dead connection: reading resumes the stream.
+            try await reader.startReading()
+            let resumed = await HostileInputTests.waitFor(timeout: .seconds(10)) {
+                backends.upstream.wire.largeBytesWritten - baseline >= stalledAt + (4 << 20)
+            }
+            #expect(
+                resumed,
+                "the upstream did not resume once the client read again: it wrote \(backends.upstream.wire.largeBytesWritten - baseline) bytes, the client read \(reader.snapshot.totalBytes); sockets:\n\(Self.sockets(port: port, upstream: backends.upstream.port))"
+            )
+            let closedBefore = backends.upstream.wire.connectionsClosed
+            await reader.close()
+            let aborted = await HostileInputTests.waitFor(timeout: .seconds(5)) { backends.upstream.wire.connectionsClosed > closedBefore }
+            if !aborted {
+                let status = (try? await Self.get(admin + "/status", timeout: .seconds(2)))?.body ?? "(no /status)"
+                Issue.record("the upstream connection must be closed when the client leaves mid-answer; client read \(reader.snapshot.totalBytes) bytes, closed \(reader.isClosed); proxy /status: \(status)")
+            }
             try await Self.stopGracefully(running)
         } catch {
             await backends.stop()

@@ -376,6 +376,32 @@ import Glibc
         }
     }
 
+    @Test("SPEC §3 step 6 back-pressure: an answer that ends while its slow client holds the upstream's reads paused leaves a pooled connection that still works: the next request is answered")
+    func slowReaderLeavesAWorkingPooledConnection() async throws {
+        try await ProxyHarness.with(eventLoops: 1, { $0.upstreamTimeout = .seconds(3) }) { harness in
+            for round in 1...3 {
+                // A slow reader: one read of at most 64 KiB every 5 ms, so the proxy's writes to it
+                // keep outrunning it and upstream reads pause and resume until the answer ends.
+                let reader = try await RawConnection.open(port: harness.port, group: harness.group, autoRead: false, receiveBufferSize: 64 * 1024, keepAtMost: 1024)
+                try await reader.send("GET /large?mb=2 HTTP/1.1\r\n\(Self.host)\r\n")
+                let deadline = ContinuousClock.now + .seconds(10)
+                while reader.snapshot.totalBytes < 2 << 20, !reader.isClosed, ContinuousClock.now < deadline {
+                    reader.readOnce()
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                #expect(reader.snapshot.totalBytes > 2 << 20, "round \(round): the slow reader got \(reader.snapshot.totalBytes) bytes of a 2 MiB answer")
+                await reader.close()
+
+                // One event loop, one pooled upstream connection: the next request gets it.
+                let asked = ContinuousClock.now
+                let next = try await UpstreamFailureTests.ask(harness, "GET /hello HTTP/1.1\r\n\(Self.host)\r\n", timeout: .seconds(5))
+                #expect(next.answer?.status == 200, "round \(round): the request after a slow reader's answer got \(String(describing: next.answer)) after \(ContinuousClock.now - asked)")
+                #expect(next.elapsed < .seconds(1), "round \(round): the request after a slow reader's answer took \(next.elapsed)")
+            }
+            #expect(harness.upstream.connectionsAccepted <= 2, "the pooled connection should be reused, the upstream saw \(harness.upstream.connectionsAccepted) connections")
+        }
+    }
+
     // MARK: - Upstream faults
 
     @Test("SPEC §3 step 6: an upstream reset (RST) in the middle of a chunked answer aborts the client connection: no last chunk, never a complete-looking answer")

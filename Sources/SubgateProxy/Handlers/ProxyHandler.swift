@@ -974,6 +974,9 @@ extension ProxyHandler {
     /// Writes the end of a relayed answer and gets the connection ready for the next request.
     private func finishExchange(_ exchange: Exchange, context: ChannelHandlerContext, trailers: HTTPHeaders? = nil) {
         self.settleAndLog(exchange)
+        // Client reads held for this exchange's request body (the upstream was not writable)
+        // must not stay held for the next request once the exchange is over.
+        self.resumeClientReads()
         // The next state is set before the end is written: see `enterStateAfterAnswer`.
         self.enterStateAfterAnswer(close: exchange.closeAfter)
         if exchange.closeAfter {
