@@ -404,6 +404,24 @@ import Glibc
 
     // MARK: - Upstream faults
 
+    @Test("SPEC §3 step 5 (choice, docs/request-lifecycle.md): a blackholed upstream (connect never completes) answers 504 UPSTREAM_TIMEOUT after upstream_connect_timeout")
+    func blackholedUpstreamAnswers504() async throws {
+        let blackhole = try Blackhole()
+        defer { blackhole.close() }
+        try await ProxyHarness.with(upstreamPort: blackhole.port, {
+            $0.upstreamConnectTimeout = .milliseconds(500)
+            $0.upstreamTimeout = .seconds(10)
+        }) { harness in
+            let result = try await UpstreamFailureTests.ask(harness, "GET /hello HTTP/1.1\r\n\(Self.host)\r\n")
+            UpstreamFailureTests.expectRejection(result.answer, status: 504, code: "UPSTREAM_TIMEOUT", "an upstream whose connect never completes")
+            #expect(result.elapsed >= .milliseconds(450), "answered after \(result.elapsed), before upstream_connect_timeout (500ms)")
+            #expect(result.elapsed < .milliseconds(2500), "answered only after \(result.elapsed), long after upstream_connect_timeout (500ms)")
+            // The proxy serves on: the next request gets the same answer, not a hang.
+            let again = try await UpstreamFailureTests.ask(harness, "GET /hello HTTP/1.1\r\n\(Self.host)\r\n")
+            #expect(again.answer?.status == 504, "a second request must be answered 504 as well, got \(String(describing: again.answer))")
+        }
+    }
+
     @Test("SPEC §3 step 6: an upstream reset (RST) in the middle of a chunked answer aborts the client connection: no last chunk, never a complete-looking answer")
     func upstreamRSTMidChunkedAnswer() async throws {
         try await ProxyHarness.with { harness in
@@ -420,3 +438,41 @@ import Glibc
     }
 }
 
+/// A loopback listener that never accepts, whose one-connection backlog is already taken: the
+/// kernel drops further SYNs, so a connect to it hangs until the connector gives up. This is a
+/// blackholed upstream without iptables (there is no netem here, shared/KNOWN.md).
+final class Blackhole: @unchecked Sendable {
+    let port: Int
+    private var descriptors: [Int32] = []
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw Failure("socket: errno \(errno)") }
+        self.descriptors.append(listener)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        guard bound == 0, listen(listener, 0) == 0 else { throw Failure("bind/listen: errno \(errno)") }
+        let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        guard named == 0 else { throw Failure("getsockname: errno \(errno)") }
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+        // Fill the backlog: this connection completes (the kernel queues it), later ones cannot.
+        let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.descriptors.append(filler)
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, length) } }
+        guard connected == 0 else { throw Failure("filler connect: errno \(errno)") }
+    }
+
+    func close() {
+        for descriptor in self.descriptors { _ = Glibc.close(descriptor) }
+        self.descriptors.removeAll()
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+}

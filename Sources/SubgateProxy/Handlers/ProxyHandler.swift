@@ -562,13 +562,23 @@ extension ProxyHandler {
                 case .success(let connection):
                     guard let context = self.context else { return }
                     self.attach(exchange, to: connection, reused: false, context: context)
-                case .failure:
+                case .failure(let error):
                     guard let context = self.context else { return }
                     self.resumeClientReads()
-                    self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+                    self.upstreamUnavailable(exchange, Self.connectFailure(error), context: context)
                 }
             }
         }
+    }
+
+    /// A connect that did not complete within `upstream_connect_timeout` (a blackholed
+    /// upstream: SYNs dropped) is a timeout, 504, as nginx answers it; a refused or reset
+    /// connect is 502 (SPEC §3 step 5).
+    private static func connectFailure(_ error: any Error) -> ProxyRejection {
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+            return .upstreamTimeout
+        }
+        return .upstreamUnavailable
     }
 
     private func attach(_ exchange: Exchange, to connection: UpstreamHandler, reused: Bool, context: ChannelHandlerContext) {
@@ -836,9 +846,9 @@ extension ProxyHandler: UpstreamResponseReceiver {
             switch result {
             case .success(let connection):
                 self.attach(exchange, to: connection, reused: false, context: context)
-            case .failure:
+            case .failure(let error):
                 self.resumeClientReads()
-                self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+                self.upstreamUnavailable(exchange, Self.connectFailure(error), context: context)
             }
         }
     }
