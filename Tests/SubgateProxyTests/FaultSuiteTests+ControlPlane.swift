@@ -19,6 +19,29 @@ import Testing
         answer.headers.first(name: "retry-after").flatMap { Int($0) }
     }
 
+    // MARK: - Down
+
+    @Test("SPEC §3 step 4, §4: control plane down (connections refused) → a cached token is served, a new one gets 503 VERIFICATION_UNAVAILABLE with Retry-After at once, and served units are kept")
+    func controlPlaneRefusesConnections() async throws {
+        try await EnforcementHarness.with { h in
+            let warm = h.simulator.createToken(usageLimit: nil)
+            let cold = h.simulator.createToken(usageLimit: nil)
+            do { let status = try await h.get(token: warm.token).status; #expect(status == 200) }
+            await h.simulator.stop()
+
+            do { let status = try await h.get(token: warm.token).status; #expect(status == 200, "a cached verdict must be served while the control plane is down") }
+            let asked = ContinuousClock.now
+            let refused = try await h.get(token: cold.token)
+            let elapsed = ContinuousClock.now - asked
+            #expect(refused.status == 503 && refused.errorCode == "VERIFICATION_UNAVAILABLE", "a new token with the control plane down: \(refused.status) \(refused.body)")
+            #expect((Self.retryAfter(refused) ?? 0) >= 1, "the 503 must carry a Retry-After in seconds: \(refused.headers)")
+            #expect(elapsed < .seconds(2), "a refused connection must be decided at once, took \(elapsed)")
+
+            let summary = await h.flush()
+            #expect(summary.reportedUnits == 0 && summary.pendingUnits == 2, "both served units must be kept for later: \(summary)")
+        }
+    }
+
     // MARK: - Hanging
 
     @Test("SPEC §3 step 4: a hanging control plane → warm tokens are served at once, new ones get 503 within the 5 s verify timeout, then the breaker opens and requests are decided at once")
