@@ -167,4 +167,48 @@ import Testing
             #expect(h.simulator.callCount(.verify) == calls, "a verify went out during the 429's pause")
         }
     }
+
+    // MARK: - 401 on usage
+
+    @Test("SPEC §4: a usage 401 → /readyz fails, the periodic flush stops sending (backs off), units stay in the journal; a forced flush after the fix reports them")
+    func usageUnauthorizedStopsRetries() async throws {
+        let scratch = try UsageJournalTests.Scratch()
+        let path = scratch.journal
+        try await EnforcementHarness.with({
+            $0.usageJournal = path
+            $0.journalSync = .interval(.seconds(3600))
+        }) { h in
+            let a = h.simulator.createToken(usageLimit: nil)
+            let b = h.simulator.createToken(usageLimit: nil)
+            for token in [a, a, b] { do { let status = try await h.get(token: token.token).status; #expect(status == 200) } }
+            h.simulator.injectFault(SimulatedFault(endpoint: .usage, status: 401))
+
+            let first = await h.enforcer.usage.flush()
+            #expect(first.reportedUnits == 0 && first.pendingUnits == 3, "\(first)")
+            #expect(first.stoppedBecause?.contains("401") == true, "the flush must stop on the 401: \(first)")
+            let reasons = h.readiness.notReadyReasons() ?? []
+            #expect(reasons.contains { $0.contains("seller key") }, "/readyz must fail naming the seller key: \(reasons)")
+
+            // The next periodic rounds send nothing: the key is not going to fix itself.
+            let calls = h.simulator.callCount(.usage)
+            #expect(calls <= 2, "one round sends at most one report per hash, it sent \(calls)")
+            for _ in 0..<3 {
+                let round = await h.enforcer.usage.flush()
+                #expect(round.reportedUnits == 0 && round.pendingUnits == 3, "\(round)")
+            }
+            #expect(h.simulator.callCount(.usage) == calls, "after a 401 the periodic flush kept sending: \(h.simulator.callCount(.usage) - calls) more calls")
+
+            // The units are in the journal on disk, so a restart would still report them.
+            try await h.enforcer.usage.journal?.commit()
+            let onDisk = JournalCodec.replay(FileManager.default.contents(atPath: path).map { Array($0) } ?? [])
+            #expect(onDisk.pending == [a.hash: 2, b.hash: 1], "the journal must keep the unreported units: \(onDisk.pending)")
+
+            // Fixed (the control plane accepts again): POST /flush reports them and /readyz recovers.
+            h.simulator.clearFaults()
+            let forced = await h.flush()
+            #expect(forced.reportedUnits == 3 && h.simulator.acceptedUnits(hash: a.hash) == 2 && h.simulator.acceptedUnits(hash: b.hash) == 1, "\(forced)")
+            #expect(!(h.readiness.notReadyReasons() ?? []).contains { $0.contains("seller key") }, "readiness must recover once usage is accepted")
+            try await h.enforcer.usage.journal?.close()
+        }
+    }
 }
