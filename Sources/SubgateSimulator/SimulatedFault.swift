@@ -21,6 +21,9 @@ public struct SimulatedFault: Sendable, Equatable {
     public var status: Int?
     /// `Retry-After` seconds: always sent with 429 (1 when nil), with other statuses when set.
     public var retryAfter: Int?
+    /// Send `Retry-After` as an HTTP-date (the call's time plus `retryAfter`) instead of
+    /// seconds: RFC 9110 §10.2.3 allows both, and a client must honour either.
+    public var retryAfterAsDate: Bool
     /// How long to wait before answering (or dropping, or committing).
     public var latency: Duration?
     /// Close the connection without answering; nothing is applied.
@@ -36,6 +39,7 @@ public struct SimulatedFault: Sendable, Equatable {
         endpoint: SimulatedEndpoint? = nil,
         status: Int? = nil,
         retryAfter: Int? = nil,
+        retryAfterAsDate: Bool = false,
         latency: Duration? = nil,
         drop: Bool = false,
         hang: Bool = false,
@@ -45,6 +49,7 @@ public struct SimulatedFault: Sendable, Equatable {
         self.endpoint = endpoint
         self.status = status
         self.retryAfter = retryAfter
+        self.retryAfterAsDate = retryAfterAsDate
         self.latency = latency
         self.drop = drop
         self.hang = hang

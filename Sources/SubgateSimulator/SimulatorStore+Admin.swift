@@ -6,7 +6,7 @@ import NIOHTTP1
 /// silently falls back to a default. docs/simulator.md lists every route.
 extension SimulatorStore {
     /// Fields `POST /_sim/faults` accepts.
-    static let faultFields = ["endpoint", "status", "retry_after", "latency_ms", "drop", "hang", "drop_after_commit", "times"]
+    static let faultFields = ["endpoint", "status", "retry_after", "retry_after_date", "latency_ms", "drop", "hang", "drop_after_commit", "times"]
 
     /// Every route, for the 404 answer.
     static let adminRoutes = [
@@ -128,6 +128,7 @@ extension SimulatorStore {
         }
         fault.status = try AdminBody.optionalInt(fields, "status", in: 400...599)
         fault.retryAfter = try AdminBody.optionalInt(fields, "retry_after", in: 0...86_400)
+        fault.retryAfterAsDate = try AdminBody.bool(fields, "retry_after_date")
         fault.latency = try AdminBody.optionalInt(fields, "latency_ms", in: 0...600_000).map { .milliseconds($0) }
         fault.times = try AdminBody.optionalInt(fields, "times", in: 1...Int.max)
         fault.drop = try AdminBody.bool(fields, "drop")
@@ -135,6 +136,9 @@ extension SimulatorStore {
         fault.dropAfterCommit = try AdminBody.bool(fields, "drop_after_commit")
         if fault.retryAfter != nil && fault.status == nil {
             throw AdminBody.badField("retry_after", "goes with a status (429 or 5xx)")
+        }
+        if fault.retryAfterAsDate && fault.status == nil {
+            throw AdminBody.badField("retry_after_date", "goes with a status (429 or 5xx)")
         }
         let kinds = [fault.status != nil, fault.drop, fault.hang, fault.dropAfterCommit].filter { $0 }.count
         if kinds > 1 {
@@ -154,6 +158,7 @@ extension SimulatedFault {
             ("endpoint", .string(self.endpoint?.rawValue ?? "all")),
             ("status", .intOrNull(self.status)),
             ("retry_after", .intOrNull(self.retryAfter)),
+            ("retry_after_date", .bool(self.retryAfterAsDate)),
             ("latency_ms", .intOrNull(self.latency.map { Int($0.components.seconds) * 1000 + Int($0.components.attoseconds / 1_000_000_000_000_000) })),
             ("drop", .bool(self.drop)),
             ("hang", .bool(self.hang)),

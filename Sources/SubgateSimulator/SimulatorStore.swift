@@ -75,7 +75,7 @@ struct SimulatorStore: Sendable {
         } else if fault.dropAfterCommit {
             outcome = .serveThenDrop(endpoint)
         } else if let status = fault.status {
-            outcome = .respond(Self.faultResponse(status: status, retryAfter: fault.retryAfter))
+            outcome = .respond(Self.faultResponse(status: status, retryAfter: fault.retryAfter, asDate: fault.retryAfterAsDate, now: now))
         } else {
             outcome = .serve(endpoint)
         }
@@ -105,8 +105,18 @@ struct SimulatorStore: Sendable {
         self.gateway.finishForward(forward, outcome, now: now)
     }
 
-    /// The seed's error body for an injected status.
-    static func faultResponse(status: Int, retryAfter: Int?) -> SimulatorResponse {
+    /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7 IMF-fixdate).
+    static func httpDate(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: date)
+    }
+
+    /// The seed's error body for an injected status; `Retry-After` in seconds, or with
+    /// `asDate` as the HTTP-date `now + retryAfter`.
+    static func faultResponse(status: Int, retryAfter: Int?, asDate: Bool = false, now: Date = Date()) -> SimulatorResponse {
         let code: String
         switch status {
         case 400: code = "BAD_REQUEST"
@@ -118,7 +128,8 @@ struct SimulatorStore: Sendable {
         }
         var headers: [(name: String, value: String)] = []
         if status == 429 || retryAfter != nil {
-            headers.append(("Retry-After", String(retryAfter ?? 1)))
+            let seconds = retryAfter ?? 1
+            headers.append(("Retry-After", asDate ? Self.httpDate(now.addingTimeInterval(TimeInterval(seconds))) : String(seconds)))
         }
         return .error(
             HTTPResponseStatus(statusCode: status),

@@ -78,7 +78,7 @@ import Testing
     }
 
     /// Upstream answers whose body boundary Subgate cannot be sure of.
-    static let ambiguousFraming = ["/bad-framing", "/te-gzip"]
+    static let ambiguousFraming = ["/bad-framing", "/te-gzip", "/two-cl"]
 
     @Test("SPEC §3 step 6: an upstream answer with ambiguous framing is not relayed; it answers 502", arguments: ambiguousFraming)
     func ambiguousUpstreamFramingAnswers502(_ path: String) async throws {

@@ -98,14 +98,14 @@ import Testing
         let created = store.call(adminCall(.POST, "/_sim/faults", #"{"endpoint":"all","status":429,"retry_after":12,"latency_ms":250,"times":2}"#), at: t0)
         #expect(created.code == 201)
         #expect(store.faults == [SimulatedFault(endpoint: nil, status: 429, retryAfter: 12, latency: .milliseconds(250), times: 2)])
-        #expect(created.rendered == #"{"endpoint":"all","status":429,"retry_after":12,"latency_ms":250,"drop":false,"hang":false,"drop_after_commit":false,"times":2}"#)
+        #expect(created.rendered == #"{"endpoint":"all","status":429,"retry_after":12,"retry_after_date":false,"latency_ms":250,"drop":false,"hang":false,"drop_after_commit":false,"times":2}"#)
         #expect(store.call(adminCall(.POST, "/_sim/faults", #"{"endpoint":"usage","drop":true}"#), at: t0).code == 201)
         for body in [
             #"{"status":500}"#, #"{"endpoint":"crovver","status":500}"#, #"{"endpoint":"verify"}"#, #"{"endpoint":"verify","status":200}"#,
             #"{"endpoint":"verify","retry_after":3}"#, #"{"endpoint":"verify","drop":"yes"}"#, #"{"endpoint":"verify","status":500,"times":0}"#,
             #"{"endpoint":"verify","latency_ms":-5}"#, #"{"endpoint":"verify","status":500,"stauts":1}"#,
             #"{"endpoint":"verify","status":500,"drop":true}"#, #"{"endpoint":"usage","hang":true,"drop_after_commit":true}"#,
-            #"{"endpoint":"usage","hang":1}"#,
+            #"{"endpoint":"usage","hang":1}"#, #"{"endpoint":"usage","retry_after_date":true}"#,
         ] {
             let answer = store.call(adminCall(.POST, "/_sim/faults", body), at: t0)
             #expect(answer.code == 400 && answer.errorCode == "BAD_REQUEST", "\(body): \(answer.rendered)")

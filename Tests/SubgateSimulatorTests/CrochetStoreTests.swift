@@ -301,6 +301,17 @@ import Testing
         #expect(store.totalAcceptedUnits == 3 && store.callLog(.usage).total == 3)
     }
 
+    @Test("a status fault with retry_after_date sends Retry-After as the HTTP-date of the call's time plus retry_after")
+    func retryAfterAsDate() {
+        let store = StoreHarness()
+        let (_, hash) = store.createToken()
+        store.injectFault(SimulatedFault(endpoint: .usage, status: 429, retryAfter: 90, retryAfterAsDate: true, times: 1))
+        let answer = store.call(usageCall(hash, 1), at: t0)
+        let expected = SimulatorStore.httpDate(t0.addingTimeInterval(90))
+        #expect(answer.code == 429 && answer.header("Retry-After") == expected, "expected Retry-After: \(expected), got \(answer.rendered) \(String(describing: answer.header("Retry-After")))")
+        #expect(expected.hasSuffix(" GMT") && expected.count == 29, "an IMF-fixdate is 29 characters ending in GMT: \(expected)")
+    }
+
     @Test("a drop fault closes unanswered; a latency-only fault delays and then serves")
     func dropAndLatency() {
         let store = StoreHarness()

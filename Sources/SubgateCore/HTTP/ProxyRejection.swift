@@ -72,7 +72,8 @@ extension ProxyRejection {
         message: "The seller's service could not be reached or gave an invalid answer; try again shortly."
     )
 
-    /// 504: no upstream answer head within `upstream_timeout`.
+    /// 504: no upstream answer head within `upstream_timeout`, or no connection within
+    /// `upstream_connect_timeout` (a blackholed upstream).
     public static let upstreamTimeout = ProxyRejection(
         status: .gatewayTimeout,
         code: "UPSTREAM_TIMEOUT",

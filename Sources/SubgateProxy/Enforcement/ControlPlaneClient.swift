@@ -25,6 +25,10 @@ public final class ControlPlaneClient: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(2), read: TimeAmount(requestTimeout))
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 8)
+        // A refused connection fails the call at once: AsyncHTTPClient would otherwise retry
+        // until the connect timeout, holding every new token's request 2 s while the control
+        // plane is down. Retrying is the caller's (circuit breaker, flush back-off).
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
         self.client = HTTPClient(eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup.singleton), configuration: configuration)

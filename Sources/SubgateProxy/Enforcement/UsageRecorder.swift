@@ -234,6 +234,13 @@ public final class UsageRecorder: Sendable {
             }
         case .unauthorized:
             self.putBack(report)
+            // The key is read once at start, so it will not fix itself: back off as for a
+            // failing control plane instead of sending every pending report again each interval
+            // (a forced flush, `POST /flush`, still tries at once).
+            self.state.withLockedValue { state in
+                let delay = state.backoff.next()
+                state.retryAt = max(state.retryAt ?? now, now + delay)
+            }
             stop.withLockedValue { $0 = $0 ?? "the control plane rejects the seller key (401)" }
             self.readiness.sellerKeyRejected(on: "usage", logger: self.logger)
         case .rateLimited(let retryAfter):

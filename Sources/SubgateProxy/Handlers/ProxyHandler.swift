@@ -45,6 +45,11 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var clientNeedsFlush = false
     /// The client half-closed its side: the connection ends after the current answer.
     private var clientInputClosed = false
+    /// Closing, and nothing more on the input is worth reading (its end, or bytes that are not
+    /// HTTP): the connection closes as soon as its output is.
+    private var closingInputDone = false
+    /// `closeGracefully` has shut the output (everything written before it went out).
+    private var outputClosed = false
     /// `upstream_timeout` of the exchange waiting for its answer head.
     private var upstreamDeadline = MovingDeadline()
 
@@ -248,9 +253,13 @@ extension ProxyHandler {
                 self.abortUpstream(exchange)
                 self.respondWithRejection(exchange, rejection, context: context)
             }
-        case .discardingBody, .lingering, .closed:
-            // The answer is already out; what follows on this connection no longer matters.
-            context.close(promise: nil)
+        case .discardingBody:
+            // The answer is already written; what follows on this connection no longer matters.
+            self.closeGracefully(context: context)
+        case .lingering:
+            self.inputDoneWhileClosing(context: context)
+        case .closed:
+            break
         }
     }
 
@@ -258,11 +267,14 @@ extension ProxyHandler {
         if case ChannelEvent.inputClosed = event {
             self.clientInputClosed = true
             switch self.state {
-            case .lingering, .discardingBody:
-                context.close(promise: nil)
-            case .idle:
-                // A half-closed idle client will send nothing more.
-                context.close(promise: nil)
+            case .lingering:
+                self.inputDoneWhileClosing(context: context)
+            case .discardingBody, .idle:
+                // A half-closed client will send nothing more. The last answer may have been
+                // written just now (this event can arrive re-entrantly while its end is written,
+                // see `enterStateAfterAnswer`) and not be flushed yet: close after it goes out.
+                self.closingInputDone = true
+                self.closeGracefully(context: context)
             case .exchange(let exchange):
                 exchange.closeAfter = true
             case .closed:
@@ -286,7 +298,14 @@ extension ProxyHandler {
 extension ProxyHandler {
     private func requestHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         self.timeouts.requestHeadReceived()
-        guard case .idle = self.state else {
+        switch self.state {
+        case .idle:
+            break
+        case .lingering, .closed:
+            // Pipelined after an answer that closes the connection (HTTPServerPipelineHandler
+            // delivers it as soon as that answer's end is written): never served, never forwarded.
+            return
+        case .exchange, .discardingBody:
             // HTTPServerPipelineHandler delivers one request at a time; a head now is a bug.
             context.close(promise: nil)
             return
@@ -543,13 +562,23 @@ extension ProxyHandler {
                 case .success(let connection):
                     guard let context = self.context else { return }
                     self.attach(exchange, to: connection, reused: false, context: context)
-                case .failure:
+                case .failure(let error):
                     guard let context = self.context else { return }
                     self.resumeClientReads()
-                    self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+                    self.upstreamUnavailable(exchange, Self.connectFailure(error), context: context)
                 }
             }
         }
+    }
+
+    /// A connect that did not complete within `upstream_connect_timeout` (a blackholed
+    /// upstream: SYNs dropped) is a timeout, 504, as nginx answers it; a refused or reset
+    /// connect is 502 (SPEC §3 step 5).
+    private static func connectFailure(_ error: any Error) -> ProxyRejection {
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+            return .upstreamTimeout
+        }
+        return .upstreamUnavailable
     }
 
     private func attach(_ exchange: Exchange, to connection: UpstreamHandler, reused: Bool, context: ChannelHandlerContext) {
@@ -757,9 +786,9 @@ extension ProxyHandler: UpstreamResponseReceiver {
             self.finishExchange(exchange, context: context, trailers: trailers)
         } else {
             // Early answer: the rest of the request body is read and dropped.
-            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
             self.settleAndLog(exchange)
             self.state = .discardingBody(closeAfter: exchange.closeAfter, discarded: 0)
+            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
             self.resumeClientReads()
         }
     }
@@ -817,9 +846,9 @@ extension ProxyHandler: UpstreamResponseReceiver {
             switch result {
             case .success(let connection):
                 self.attach(exchange, to: connection, reused: false, context: context)
-            case .failure:
+            case .failure(let error):
                 self.resumeClientReads()
-                self.upstreamUnavailable(exchange, .upstreamUnavailable, context: context)
+                self.upstreamUnavailable(exchange, Self.connectFailure(error), context: context)
             }
         }
     }
@@ -852,27 +881,45 @@ extension ProxyHandler {
         // connection then serves the next request, else it closes.
         let keep = keepConnection && !rejection.closeConnection && !exchange.closeAfter
         let close = rejection.closeConnection || exchange.closeAfter || (!exchange.requestEnded && !keep)
-        exchange.responseBodyBytes = self.writeRejection(rejection, version: exchange.clientVersion, close: close, context: context)
+        let (head, body) = ErrorResponseWriter.parts(rejection, version: exchange.clientVersion, close: close, allocator: context.channel.allocator)
+        exchange.responseBodyBytes = body.readableBytes
         self.settleAndLog(exchange)
-        self.resumeClientReads()
+        // The next state is set before the answer is written: see `enterStateAfterAnswer`.
+        let closing: Bool
         if !exchange.requestEnded && !rejection.closeConnection {
             self.state = .discardingBody(closeAfter: close, discarded: 0)
-        } else if close {
+            closing = false
+        } else {
+            closing = close
+            self.enterStateAfterAnswer(close: close)
+        }
+        self.resumeClientReads()
+        self.write(head: head, body: body, context: context)
+        if closing {
             self.closeGracefully(context: context)
+        }
+    }
+
+    /// The state a connection enters once an answer is complete: `lingering` before a close,
+    /// else `idle` with the idle timer armed. It must be entered *before* the answer's end is
+    /// written: writing it makes HTTPServerPipelineHandler deliver the next pipelined request
+    /// into this handler at once, re-entrantly, and that request must find the connection
+    /// closing (it is then ignored, never forwarded) or idle (it is then served) — not still in
+    /// the previous answer's state, which the caller would then write over the new exchange.
+    private func enterStateAfterAnswer(close: Bool) {
+        if close {
+            self.state = .lingering
         } else {
             self.state = .idle
             self.timeouts.exchangeFinished()
         }
     }
 
-    /// Writes Subgate's own answer (head, JSON body, end) and flushes; returns the body's size.
-    @discardableResult
-    private func writeRejection(_ rejection: ProxyRejection, version: HTTPVersion, close: Bool, context: ChannelHandlerContext) -> Int {
-        let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
+    /// Writes Subgate's own answer (head, JSON body, end) and flushes.
+    private func write(head: HTTPResponseHead, body: ByteBuffer, context: ChannelHandlerContext) {
         context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
-        return body.readableBytes
     }
 
     /// Answers a request that never became an exchange (its head failed the rules).
@@ -887,9 +934,16 @@ extension ProxyHandler {
         clientKeepAlive: Bool? = nil
     ) {
         // A rejection that leaves the framing intact keeps a keep-alive connection: the rest of
-        // the body (if any) is read and dropped. Framing errors always close.
+        // the body (if any) is read and dropped. Framing errors always close, and so does a
+        // client that asked to (`Connection: close`, or HTTP/1.0 without keep-alive: RFC 9112 §9.6).
         let keep = !rejection.closeConnection && (clientKeepAlive ?? false)
-        let close = keep ? false : (rejection.closeConnection || !requestEnded)
+        let close = !keep && (rejection.closeConnection || !requestEnded || clientKeepAlive == false)
+        // The next state is set before the answer is written: see `enterStateAfterAnswer`.
+        if !close && !requestEnded {
+            self.state = .discardingBody(closeAfter: false, discarded: 0)
+        } else {
+            self.enterStateAfterAnswer(close: close)
+        }
         if method == .CONNECT, close,
             let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
         {
@@ -901,7 +955,8 @@ extension ProxyHandler {
             ErrorResponseWriter.writeRaw(rejection, into: &buffer)
             encoder.writeAndFlush(NIOAny(IOData.byteBuffer(buffer)), promise: nil)
         } else {
-            self.writeRejection(rejection, version: version, close: close, context: context)
+            let (head, body) = ErrorResponseWriter.parts(rejection, version: version, close: close, allocator: context.channel.allocator)
+            self.write(head: head, body: body, context: context)
         }
         let label = rejection.code.lowercased()
         self.shared.metrics.countRequest(outcome: label)
@@ -923,26 +978,23 @@ extension ProxyHandler {
         }
         if close {
             self.closeGracefully(context: context)
-        } else if !requestEnded {
-            self.state = .discardingBody(closeAfter: false, discarded: 0)
-        } else {
-            self.state = .idle
-            self.timeouts.exchangeFinished()
         }
     }
 
     /// Writes the end of a relayed answer and gets the connection ready for the next request.
     private func finishExchange(_ exchange: Exchange, context: ChannelHandlerContext, trailers: HTTPHeaders? = nil) {
         self.settleAndLog(exchange)
+        // Client reads held for this exchange's request body (the upstream was not writable)
+        // must not stay held for the next request once the exchange is over.
+        self.resumeClientReads()
+        // The next state is set before the end is written: see `enterStateAfterAnswer`.
+        self.enterStateAfterAnswer(close: exchange.closeAfter)
         if exchange.closeAfter {
-            self.state = .lingering
             context.writeAndFlush(Self.wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         } else {
-            self.state = .idle
             context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
-            self.timeouts.exchangeFinished()
         }
     }
 
@@ -1034,10 +1086,25 @@ extension ProxyHandler {
         self.resumeClientReads()
         let channel = context.channel
         context.flush()
-        context.close(mode: .output).assumeIsolated().whenComplete { _ in
+        context.close(mode: .output).assumeIsolated().whenComplete { [weak self] _ in
+            self?.outputClosed = true
+            if self?.closingInputDone ?? true {
+                channel.close(promise: nil)
+                return
+            }
             channel.eventLoop.assumeIsolated().scheduleTask(in: Self.lingerTime) {
                 channel.close(promise: nil)
             }
+        }
+    }
+
+    /// Closing, and the input ended or turned to garbage: there is nothing left to drain, so
+    /// the connection closes once its output is shut. Never at once: the answer that made it
+    /// close may still be waiting for its flush (written re-entrantly, `enterStateAfterAnswer`).
+    private func inputDoneWhileClosing(context: ChannelHandlerContext) {
+        self.closingInputDone = true
+        if self.outputClosed {
+            context.close(promise: nil)
         }
     }
 }

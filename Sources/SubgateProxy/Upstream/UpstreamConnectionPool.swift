@@ -103,6 +103,10 @@ final class UpstreamConnectionPool {
     func release(_ connection: UpstreamHandler) {
         self.eventLoop.preconditionInEventLoop()
         connection.receiver = nil
+        // The exchange may have ended with the upstream's reads paused (its client was not
+        // keeping up when the last part of the answer arrived). A pooled connection must read:
+        // to get the next exchange's answer, and to notice the upstream closing it while idle.
+        connection.resumeReads()
         guard !self.closed, connection.isActive, self.idle.count < self.maxIdle else {
             connection.close()
             return

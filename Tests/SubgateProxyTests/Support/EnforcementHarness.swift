@@ -24,8 +24,10 @@ struct EnforcementHarness {
     /// Gateway-relayed calls; nil unless the test configures `gateway_secret`.
     let relays: RelayLedger?
 
+    /// `logger` receives every log line of the proxy and enforcement (to check what is logged).
     static func with<T>(
         sellerKey: String = "am_k_demo",
+        logger: Logger = Logger(label: "test"),
         _ configure: (inout Config) -> Void = { _ in },
         _ body: (EnforcementHarness) async throws -> T
     ) async throws -> T {
@@ -45,7 +47,6 @@ struct EnforcementHarness {
         config.cacheTTL = .fixed(.seconds(60))
         configure(&config)
         let readiness = Readiness()
-        let logger = Logger(label: "test")
         let (enforcer, service) = try await EnforcementSetup.make(config: config, readiness: readiness, logger: logger)
         let relays = try RelayLedger.open(config: config, logger: logger)
         let server = ProxyServer(config: config, group: group, metrics: ProxyMetrics(), logger: logger, enforcer: enforcer, relays: relays)

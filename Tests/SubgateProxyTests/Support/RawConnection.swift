@@ -16,6 +16,8 @@ final class RawConnection: Sendable {
         /// When each read arrived (taken on the NIO thread, so a busy test scheduler cannot
         /// delay it) and how many bytes had arrived in total by then.
         var reads: [(at: ContinuousClock.Instant, total: Int)] = []
+        /// Every byte received, including those past `keepAtMost` that were counted but not kept.
+        var totalBytes = 0
         var text: String { String(buffer: self.bytes) }
     }
 
@@ -29,12 +31,29 @@ final class RawConnection: Sendable {
 
     /// Connects to `127.0.0.1:port`. With `resetOnClose`, `close()` sends an RST instead of a
     /// FIN (SO_LINGER 0): a client that vanishes rather than one that finishes politely.
-    static func open(port: Int, group: any EventLoopGroup, resetOnClose: Bool = false) async throws -> RawConnection {
+    ///
+    /// A slow reader: `autoRead: false` reads nothing until `startReading()`, and
+    /// `receiveBufferSize` sets SO_RCVBUF before the handshake (which also stops the kernel
+    /// from growing the window), so what the server sends piles up on its side.
+    /// `keepAtMost` bounds the bytes kept for `text`; the rest is only counted (`totalBytes`).
+    static func open(
+        port: Int,
+        group: any EventLoopGroup,
+        resetOnClose: Bool = false,
+        autoRead: Bool = true,
+        receiveBufferSize: Int? = nil,
+        keepAtMost: Int = .max
+    ) async throws -> RawConnection {
         let received = NIOLockedValueBox(Received())
-        let channel = try await ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
+            .channelOption(.autoRead, value: autoRead)
+        if let receiveBufferSize {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferSize))
+        }
+        let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Collector(received: received))
+                    try channel.pipeline.syncOperations.addHandler(Collector(received: received, keepAtMost: keepAtMost))
                 }
             }
             .connect(host: "127.0.0.1", port: port)
@@ -61,6 +80,23 @@ final class RawConnection: Sendable {
 
     func send(_ bytes: [UInt8]) async throws {
         try await self.channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+    }
+
+    /// One read cycle (for a connection opened with `autoRead: false`): at most what the socket
+    /// holds now, so calling it now and then makes a slow reader.
+    func readOnce() {
+        self.channel.read()
+    }
+
+    /// Turns reading on (for a connection opened with `autoRead: false`).
+    func startReading() async throws {
+        try await self.channel.setOption(.autoRead, value: true).get()
+        self.channel.read()
+    }
+
+    /// Half-closes: sends a FIN but keeps reading (a client that has said all it will say).
+    func shutdownOutput() async throws {
+        try await self.channel.close(mode: .output).get()
     }
 
     /// Closes the client side (FIN, or RST when opened with `resetOnClose`).
@@ -104,17 +140,24 @@ private final class Collector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
 
     private let received: NIOLockedValueBox<RawConnection.Received>
+    private let keepAtMost: Int
 
-    init(received: NIOLockedValueBox<RawConnection.Received>) {
+    init(received: NIOLockedValueBox<RawConnection.Received>, keepAtMost: Int) {
         self.received = received
+        self.keepAtMost = keepAtMost
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = Self.unwrapInboundIn(data)
         let now = ContinuousClock.now
+        let keepAtMost = self.keepAtMost
         self.received.withLockedValue {
-            _ = $0.bytes.writeBuffer(&buffer)
-            $0.reads.append((now, $0.bytes.readableBytes))
+            $0.totalBytes += buffer.readableBytes
+            let room = keepAtMost - $0.bytes.readableBytes
+            if room > 0, var kept = buffer.readSlice(length: min(room, buffer.readableBytes)) {
+                _ = $0.bytes.writeBuffer(&kept)
+            }
+            $0.reads.append((now, $0.totalBytes))
         }
     }
 

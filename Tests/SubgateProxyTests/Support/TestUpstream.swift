@@ -13,7 +13,11 @@ import NIOPosix
 /// - `GET /chunked` → a chunked answer in three parts
 /// - `GET /slow?ms=MS` → 200 after MS milliseconds
 /// - `GET /reset-mid` → head with content-length 1000, 100 bytes, then the connection closes
+/// - `GET /rst-mid` → a chunked head and one chunk, then a TCP reset (SO_LINGER 0)
+/// - `GET /large?mb=N` → N MiB of `x`, written only while the socket is writable (back-pressure);
+///   `wire.largeBytesWritten` counts what reached the socket
 /// - `GET /bad-framing` → a head with Content-Length *and* Transfer-Encoding (raw bytes)
+/// - `GET /two-cl` → a head with two different Content-Length fields (raw bytes)
 /// - `GET /te-gzip` → `Transfer-Encoding: gzip, chunked` (raw bytes)
 /// - `GET /head-only-close` → closes without answering
 /// - `GET /billed?units=N&status=S` → status S with `x-subgate-usage: N`; `GET /status?code=S` → status S
@@ -29,6 +33,8 @@ final class TestUpstream: Sendable {
         var connectionsClosed = 0
         /// Connections that closed after a request head but before the end of its body.
         var abortedMidRequest = 0
+        /// `/large` body bytes written to the socket (write completed), over all requests.
+        var largeBytesWritten = 0
     }
 
     struct Seen: Sendable {
@@ -90,6 +96,8 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
 
     private let eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>
     var wire: NIOLockedValueBox<TestUpstream.Wire>?
+    /// `/large` bytes still to write; written only while the channel is writable.
+    private var largeRemaining = 0
 
     init(state: NIOLockedValueBox<(connections: Int, requests: [TestUpstream.Seen])>, eventLog: NIOLockedValueBox<[ContinuousClock.Instant]>) {
         self.state = state
@@ -122,7 +130,34 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
         }
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && self.largeRemaining > 0 {
+            self.writeLarge(context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Writes `/large` chunks until the body is done or the channel stops being writable.
+    private func writeLarge(context: ChannelHandlerContext) {
+        let chunkSize = 64 * 1024
+        while self.largeRemaining > 0 && context.channel.isWritable {
+            let size = min(chunkSize, self.largeRemaining)
+            self.largeRemaining -= size
+            let chunk = context.channel.allocator.buffer(repeating: UInt8(ascii: "x"), count: size)
+            let wire = self.wire
+            context.write(Self.wrapOutboundOut(.body(.byteBuffer(chunk)))).assumeIsolated().whenSuccess {
+                wire?.withLockedValue { $0.largeBytesWritten += size }
+            }
+        }
+        if self.largeRemaining == 0 {
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            context.flush()
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        self.largeRemaining = 0
         let midRequest = self.head != nil
         self.wire?.withLockedValue {
             $0.connectionsClosed += 1
@@ -167,6 +202,31 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
             context.writeAndFlush(Self.wrapOutboundOut(.body(.byteBuffer(part)))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
+        case "/rst-mid":
+            var headers = HTTPHeaders()
+            headers.add(name: "transfer-encoding", value: "chunked")
+            context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            let part = context.channel.allocator.buffer(repeating: UInt8(ascii: "r"), count: 100)
+            context.writeAndFlush(Self.wrapOutboundOut(.body(.byteBuffer(part)))).assumeIsolated().whenComplete { _ in
+                // SO_LINGER 0: close sends an RST, not a FIN.
+                guard let socket = context.channel as? any SocketOptionProvider else {
+                    context.close(promise: nil)
+                    return
+                }
+                socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            }
+        case "/large":
+            let megabytes = Int(query["mb"] ?? "1") ?? 1
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "application/octet-stream")
+            headers.add(name: "content-length", value: String(megabytes * 1024 * 1024))
+            context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            self.largeRemaining = megabytes * 1024 * 1024
+            self.writeLarge(context: context)
+        case "/two-cl":
+            self.sendRaw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", context: context)
         case "/bad-framing":
             self.sendRaw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", context: context)
         case "/te-gzip":
