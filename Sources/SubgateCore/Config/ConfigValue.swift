@@ -270,9 +270,19 @@ enum ConfigValue {
 
     /// Headers a subscription token or tenant id must not travel in: they describe the
     /// connection or the message framing, and proxies (Subgate included) consume or rewrite them.
+    /// Every `proxy-…` field is hop-by-hop as well (`HeaderRewrite`).
     static let reservedHeaderNames: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "host", "content-length",
+        "host", "content-length", "proxy",
+    ]
+
+    /// Headers Subgate itself reads or writes on the way upstream. A token in one is taken as
+    /// that header rather than removed: in `x-request-id` it became the logged request id and
+    /// reached the upstream with `forward_token = false`, in `x-forwarded-for` it was relayed in
+    /// the chain (found by the fuzz/ `request-head` target).
+    static let proxyHeaderNames: Set<String> = [
+        "x-request-id", "x-forwarded-for", "x-forwarded-proto", "expect",
+        GatewayRelay.secretHeader, GatewayRelay.relayIDHeader,
     ]
 
     /// An HTTP field name (RFC 9110 token), returned in lower case.
@@ -286,8 +296,11 @@ enum ConfigValue {
         if name.hasPrefix("x-subgate-") {
             throw ConfigValueProblem("`\(text)` starts with x-subgate-, and Subgate removes those headers from every client request; choose another name")
         }
-        if Self.reservedHeaderNames.contains(name) {
+        if Self.reservedHeaderNames.contains(name) || name.hasPrefix("proxy-") {
             throw ConfigValueProblem("`\(text)` describes the connection or message framing, and proxies consume or rewrite it; choose a header of its own such as x-subscription-token")
+        }
+        if Self.proxyHeaderNames.contains(name) {
+            throw ConfigValueProblem("`\(text)` is a header Subgate reads or writes itself (request ids, forwarding, Expect, gateway relays), so a value in it would be logged or forwarded as that header; choose a header of its own such as x-subscription-token")
         }
         return name
     }

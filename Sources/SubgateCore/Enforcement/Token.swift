@@ -18,7 +18,12 @@ public enum TokenLookup: Sendable, Equatable {
             if found != nil { return .duplicate }
             found = value
         }
-        guard let raw = found, raw.utf8.count > prefix.utf8.count, raw.hasPrefix(prefix) else { return .missing }
+        // The prefix is compared as bytes, as the hash and the control plane see the token.
+        // `hasPrefix` compares characters under canonical equivalence: it refused
+        // `cro_sub_\u{319}…` (the combining mark joins the `_`) whose bytes start with `cro_sub_`
+        // (found by the fuzz/ `token` target), and took `\u{212A}abc` (KELVIN SIGN) for a token
+        // with prefix `K`.
+        guard let raw = found, raw.utf8.count > prefix.utf8.count, raw.utf8.starts(with: prefix.utf8) else { return .missing }
         return .present(raw)
     }
 }

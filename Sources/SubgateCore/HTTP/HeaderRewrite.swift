@@ -67,7 +67,9 @@ public enum HeaderRewrite {
         }
     }
 
-    /// Fields the `Connection` header(s) name, lowercased (RFC 9110 §7.6.1).
+    /// Fields the `Connection` header(s) name, ASCII-lowercased (RFC 9110 §7.6.1). Field names
+    /// are ASCII tokens: `lowercased()` would also map U+212A KELVIN SIGN to `k`, so that
+    /// `Connection: \u{212A}-Foo` removed `K-Foo` (fuzz/ `request-head` target's oracle).
     static func connectionNominated(_ headers: HTTPHeaders) -> Set<String> {
         var names: Set<String> = []
         for (name, value) in headers where Self.kind(of: name) == .connection {
@@ -84,7 +86,7 @@ public enum HeaderRewrite {
                     // `keep-alive` is hop-by-hop already: leaving it out keeps the usual
                     // `Connection: keep-alive` from costing a comparison per field.
                     if !token.isEmpty && !ASCII.equals(token, "keep-alive") {
-                        names.insert(String(decoding: token, as: UTF8.self).lowercased())
+                        names.insert(String(decoding: token.lazy.map(ASCII.lowercase), as: UTF8.self))
                     }
                     start = end + 1
                 }
@@ -97,7 +99,7 @@ public enum HeaderRewrite {
     static func isHopByHop(_ name: String, kind: NameKind, nominated: Set<String>) -> Bool {
         switch kind {
         case .hopByHop, .connection: return true
-        default: return !nominated.isEmpty && nominated.contains(name.lowercased())
+        default: return !nominated.isEmpty && nominated.contains(ASCII.lowercased(name))
         }
     }
 
@@ -311,6 +313,12 @@ enum ASCII {
     @inline(__always)
     static func lowercase(_ byte: UInt8) -> UInt8 {
         byte >= 65 && byte <= 90 ? byte | 0x20 : byte
+    }
+
+    /// `text` with `A`…`Z` as `a`…`z` and every other byte as it is (unlike `lowercased()`,
+    /// which maps non-ASCII letters too, some of them to ASCII).
+    static func lowercased(_ text: String) -> String {
+        String(decoding: text.utf8.lazy.map(Self.lowercase), as: UTF8.self)
     }
 
     /// `bytes` as lowercase hex, two digits a byte.

@@ -87,8 +87,12 @@ public enum RequestHeadRules {
                 return .failure(.badRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request."))
             }
             // Compared on the raw field: the comma-splitting view would read `,chunked` as `chunked`.
+            // Byte by byte, ignoring ASCII case only: `lowercased()` maps U+212A KELVIN SIGN to
+            // `k`, so `chun\u{212A}ed` passed as chunked, while NIO's parser compares bytes, does
+            // not take it for chunked and fails the request only after delivering its head
+            // (fuzz/ `request-head` target's oracle).
             guard transferEncodings.count == 1,
-                transferEncodings[0].trimmingASCIIWhitespace().lowercased() == "chunked"
+                transferEncodings[0].trimmingASCIIWhitespace().caseInsensitiveEquals("chunked")
             else {
                 return .failure(.badRequest("Transfer-Encoding must be exactly 'chunked'."))
             }
@@ -110,7 +114,7 @@ public enum RequestHeadRules {
         var expectsContinue = false
         let expects = head.headers["expect"]
         if !expects.isEmpty {
-            guard expects.count == 1, expects[0].trimmingASCIIWhitespace().lowercased() == "100-continue" else {
+            guard expects.count == 1, expects[0].trimmingASCIIWhitespace().caseInsensitiveEquals("100-continue") else {
                 return .failure(.expectationFailed)
             }
             expectsContinue = isHTTP11
