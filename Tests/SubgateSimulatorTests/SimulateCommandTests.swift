@@ -6,15 +6,21 @@ import Testing
 /// `SimulatorHTTPTests` so that the suite filter runs it too.
 extension SimulatorHTTPTests {
     /// The `subgate` binary `swift build` produced beside this test bundle.
-    static var binary: URL {
+    static let binary: URL = {
         // SwiftPM links every test target into one executable (Linux) or bundle (macOS) in the
         // build directory, beside the products it built. Looking there, rather than at a fixed
         // `.build/debug`, runs the binary of the same build: a `--scratch-path` build, or a
         // sanitized one (scripts/sanitize.sh), never picks up a stale or uninstrumented copy.
+        #if os(macOS)
         let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
         let directory = bundle?.deletingLastPathComponent() ?? Bundle.main.bundleURL
+        #else
+        // The directory of the test executable. (Not `Bundle.allBundles`: on Linux each call
+        // leaks an array inside Foundation, which LeakSanitizer reports.)
+        let directory = Bundle.main.bundleURL
+        #endif
         return directory.appendingPathComponent("subgate")
-    }
+    }()
 
     /// Runs `subgate` with its stdout and stderr in a temporary file.
     final class Subgate {
