@@ -61,6 +61,11 @@ extension SimulatorHTTPTests {
 
         deinit {
             if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+            // Reaps it (at once: it has exited or was just killed). Foundation's Process on Linux
+            // releases its run-loop source, which holds the Process, only in waitUntilExit();
+            // polling isRunning alone leaked every Process (LeakSanitizer; reproduced outside
+            // the package).
+            self.process.waitUntilExit()
             try? FileManager.default.removeItem(at: self.output)
         }
     }
