@@ -6,15 +6,21 @@ import Testing
 /// `SimulatorHTTPTests` so that the suite filter runs it too.
 extension SimulatorHTTPTests {
     /// The `subgate` binary `swift build` produced beside this test bundle.
-    static var binary: URL {
+    static let binary: URL = {
         // SwiftPM links every test target into one executable (Linux) or bundle (macOS) in the
         // build directory, beside the products it built. Looking there, rather than at a fixed
         // `.build/debug`, runs the binary of the same build: a `--scratch-path` build, or a
         // sanitized one (scripts/sanitize.sh), never picks up a stale or uninstrumented copy.
+        #if os(macOS)
         let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
         let directory = bundle?.deletingLastPathComponent() ?? Bundle.main.bundleURL
+        #else
+        // The directory of the test executable. (Not `Bundle.allBundles`: on Linux each call
+        // leaks an array inside Foundation, which LeakSanitizer reports.)
+        let directory = Bundle.main.bundleURL
+        #endif
         return directory.appendingPathComponent("subgate")
-    }
+    }()
 
     /// Runs `subgate` with its stdout and stderr in a temporary file.
     final class Subgate {
@@ -55,6 +61,11 @@ extension SimulatorHTTPTests {
 
         deinit {
             if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+            // Reaps it (at once: it has exited or was just killed). Foundation's Process on Linux
+            // releases its run-loop source, which holds the Process, only in waitUntilExit();
+            // polling isRunning alone leaked every Process (LeakSanitizer; reproduced outside
+            // the package).
+            self.process.waitUntilExit()
             try? FileManager.default.removeItem(at: self.output)
         }
     }
