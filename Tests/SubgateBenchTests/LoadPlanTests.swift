@@ -172,6 +172,27 @@ struct TokenMixTests {
         #expect(tally.measuredStatuses[200] == 2 && tally.measuredStatuses[429] == 1)
     }
 
+    @Test("billable per token: counted per valid token when tracked, merged element-wise, nothing when not tracked")
+    func billablePerToken() {
+        var untracked = LoadTally()
+        untracked.answer(status: 200, validToken: true, latencyNanoseconds: 1, measured: true, inWindow: true, token: 0)
+        #expect(untracked.billable == 1 && untracked.billablePerToken.isEmpty, "untracked tallies must not grow a per-token array")
+
+        var a = LoadTally()
+        a.trackBillablePerToken(count: 3)
+        a.answer(status: 200, validToken: true, latencyNanoseconds: 1, measured: true, inWindow: true, token: 2)
+        a.answer(status: 302, validToken: true, latencyNanoseconds: 1, measured: true, inWindow: true, token: 2)
+        a.answer(status: 429, validToken: true, latencyNanoseconds: 1, measured: true, inWindow: true, token: 1)
+        a.answer(status: 200, validToken: false, latencyNanoseconds: 1, measured: true, inWindow: true, token: -1)
+        var b = LoadTally()
+        b.trackBillablePerToken(count: 3)
+        b.answer(status: 204, validToken: true, latencyNanoseconds: 1, measured: true, inWindow: true, token: 0)
+        b.answer(status: 200, validToken: true, latencyNanoseconds: 1, measured: true, inWindow: true, token: 2)
+        a.merge(b)
+        #expect(a.billablePerToken == [1, 0, 3], "per-token counts after merge: \(a.billablePerToken)")
+        #expect(a.billable == a.billablePerToken.reduce(0, +), "per-token counts must add up to billable")
+    }
+
     @Test("numbers print without Foundation")
     func formatting() {
         #expect(ReportFormat.fixed(1.005, digits: 1) == "1.0")

@@ -172,20 +172,35 @@ public final class UsageRecorder: Sendable {
         }
         var summary = FlushSummary()
         let stop = NIOLockedValueBox<String?>(nil)
-        await withTaskGroup(of: (UsageReport, UsageOutcome?).self) { group in
-            var iterator = reports.makeIterator()
-            func startNext() -> Bool {
-                guard let report = iterator.next() else { return false }
-                group.addTask {
-                    if stop.withLockedValue({ $0 }) != nil { return (report, nil) }
-                    return (report, await self.client.reportUsage(hash: report.hash, count: report.count))
-                }
-                return true
+        // Nothing is sent before its `S` record is on disk. Otherwise a crash after the control
+        // plane counted a report, but before the next group commit, leaves a journal whose
+        // units look never reported: the restart reports them again and nothing counts them
+        // as ambiguous (SPEC §4). As for Crovver batches, a journal that cannot be written
+        // sends nothing.
+        if !reports.isEmpty, let journal = self.journal {
+            do {
+                try await journal.commit()
+            } catch {
+                for report in reports { self.putBack(report) }
+                stop.withLockedValue { $0 = "the usage journal cannot be written: \(error)" }
             }
-            for _ in 0..<Self.concurrency where startNext() {}
-            for await (report, outcome) in group {
-                self.settleReport(report, outcome: outcome, summary: &summary, stop: stop)
-                _ = startNext()
+        }
+        if stop.withLockedValue({ $0 }) == nil {
+            await withTaskGroup(of: (UsageReport, UsageOutcome?).self) { group in
+                var iterator = reports.makeIterator()
+                func startNext() -> Bool {
+                    guard let report = iterator.next() else { return false }
+                    group.addTask {
+                        if stop.withLockedValue({ $0 }) != nil { return (report, nil) }
+                        return (report, await self.client.reportUsage(hash: report.hash, count: report.count))
+                    }
+                    return true
+                }
+                for _ in 0..<Self.concurrency where startNext() {}
+                for await (report, outcome) in group {
+                    self.settleReport(report, outcome: outcome, summary: &summary, stop: stop)
+                    _ = startNext()
+                }
             }
         }
         let total = self.state.withLockedValue { state in

@@ -13,6 +13,9 @@ public struct LoadTally: Sendable {
     public var responses = 0
     /// Answers a billing control plane should count: 2xx or 3xx to a request with a valid token.
     public var billable = 0
+    /// `billable` per valid token (index in the run's token list), when asked for
+    /// (`trackBillablePerToken`); empty otherwise, so the default path pays nothing for it.
+    public var billablePerToken: [Int] = []
     /// Requests sent with a valid token (whole run).
     public var validSent = 0
     public var sent = 0
@@ -31,12 +34,21 @@ public struct LoadTally: Sendable {
 
     public init() {}
 
+    /// Counts billable answers per valid token too (`billablePerToken`, `count` entries).
+    public mutating func trackBillablePerToken(count: Int) {
+        self.billablePerToken = [Int](repeating: 0, count: count)
+    }
+
     /// One answer ended. `intended`, `completed`: ns on one monotonic clock; `measured`: the
-    /// request was due inside the window; `inWindow`: it ended inside the window.
+    /// request was due inside the window; `inWindow`: it ended inside the window; `token`: the
+    /// valid token's index (for `billablePerToken`), or -1.
     @inline(__always)
-    public mutating func answer(status: Int, validToken: Bool, latencyNanoseconds: Int64, measured: Bool, inWindow: Bool) {
+    public mutating func answer(status: Int, validToken: Bool, latencyNanoseconds: Int64, measured: Bool, inWindow: Bool, token: Int = -1) {
         self.responses += 1
-        if validToken && status >= 200 && status < 400 { self.billable += 1 }
+        if validToken && status >= 200 && status < 400 {
+            self.billable += 1
+            if token >= 0 && token < self.billablePerToken.count { self.billablePerToken[token] += 1 }
+        }
         if inWindow { self.completedInWindow += 1 }
         if measured {
             _ = self.latency.record(UInt64(max(0, latencyNanoseconds)))
@@ -50,6 +62,10 @@ public struct LoadTally: Sendable {
         for i in 0..<600 { self.measuredStatuses[i] += other.measuredStatuses[i] }
         self.responses += other.responses
         self.billable += other.billable
+        if self.billablePerToken.count < other.billablePerToken.count {
+            self.billablePerToken += [Int](repeating: 0, count: other.billablePerToken.count - self.billablePerToken.count)
+        }
+        for (i, count) in other.billablePerToken.enumerated() { self.billablePerToken[i] += count }
         self.validSent += other.validSent
         self.sent += other.sent
         self.timeouts += other.timeouts

@@ -104,6 +104,12 @@ struct LoadCommand: AsyncParsableCommand {
     @Flag(help: "Print one line of JSON instead of the table.")
     var json = false
 
+    @Option(
+        name: .customLong("billable-out"),
+        help: "Write the billable answers per valid token to this file: one count per line, in the order of the valid tokens (--tokens-file lines, '#' and empty ones skipped). No token is written."
+    )
+    var billableOut: String?
+
     func options(tokensAvailable: Int) -> LoadOptions {
         var options = LoadOptions()
         options.url = self.url
@@ -179,10 +185,20 @@ struct LoadCommand: AsyncParsableCommand {
         let catalog = RequestCatalog(plan: plan, validTokens: valid, invalidTokens: invalid)
         let outcome: LoadGenerator.Outcome
         do {
-            outcome = try await LoadGenerator.run(plan: plan, catalog: catalog)
+            outcome = try await LoadGenerator.run(plan: plan, catalog: catalog, billablePerToken: self.billableOut != nil)
         } catch let problem as LoadPlanProblem {
             Console.err("subgate-bench: \(problem.message)")
             throw ExitCode(1)
+        }
+        if let path = self.billableOut {
+            var text = ""
+            for index in valid.indices {
+                text += "\(index < outcome.tally.billablePerToken.count ? outcome.tally.billablePerToken[index] : 0)\n"
+            }
+            guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
+                Console.err("subgate-bench: cannot write --billable-out \(path)")
+                throw ExitCode(1)
+            }
         }
         let report = LoadReport(label: self.label, plan: plan, tally: outcome.tally, measuredSeconds: outcome.measuredSeconds)
         if self.json {

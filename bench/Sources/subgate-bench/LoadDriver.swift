@@ -47,6 +47,8 @@ final class LoadDriver: @unchecked Sendable {
         var due: Int64 = 0
         var sentAt: Int64 = 0
         var validToken = false
+        /// The valid token's index, or -1.
+        var token = -1
         var status = 0
         var keepAlive = true
         var reconnecting = false
@@ -70,7 +72,11 @@ final class LoadDriver: @unchecked Sendable {
     private let head: HTTPRequestHead
 
     /// `numbers`: the connection numbers (over all loops) this driver owns.
-    init(loop: any EventLoop, index: Int, loops: Int, numbers: [Int], plan: LoadPlan, catalog: RequestCatalog, zipf: ZipfSampler?, address: SocketAddress) {
+    /// `billablePerToken`: also count billable answers per valid token (`--billable-out`).
+    init(
+        loop: any EventLoop, index: Int, loops: Int, numbers: [Int], plan: LoadPlan, catalog: RequestCatalog, zipf: ZipfSampler?,
+        address: SocketAddress, billablePerToken: Bool = false
+    ) {
         self.loop = loop
         self.plan = plan
         self.catalog = catalog
@@ -79,6 +85,7 @@ final class LoadDriver: @unchecked Sendable {
         self.done = loop.makePromise()
         self.head = HTTPRequestHead(version: .http1_1, method: catalog.hasBody ? .POST : .GET, uri: plan.target.path)
         self.address = address
+        if billablePerToken { self.tally.trackBillablePerToken(count: catalog.validCount) }
     }
 
     /// Resolves when every connection is up (fails with the first connect error).
@@ -158,7 +165,8 @@ final class LoadDriver: @unchecked Sendable {
             validToken: self.slots[slot].validToken,
             latencyNanoseconds: now - due,
             measured: due >= clock.measureFrom && due < until,
-            inWindow: now >= clock.measureFrom && now < until
+            inWindow: now >= clock.measureFrom && now < until,
+            token: self.slots[slot].token
         )
         self.slots[slot].inFlight = false
         if !self.slots[slot].keepAlive {
@@ -233,11 +241,13 @@ final class LoadDriver: @unchecked Sendable {
             return
         }
         let valid: Bool
-        if case .valid = pick { valid = true } else { valid = false }
+        let token: Int
+        if case .valid(let index) = pick { (valid, token) = (true, index) } else { (valid, token) = (false, -1) }
         self.slots[slot].inFlight = true
         self.slots[slot].due = due
         self.slots[slot].sentAt = now
         self.slots[slot].validToken = valid
+        self.slots[slot].token = token
         self.slots[slot].status = 0
         self.tally.sent += 1
         if valid { self.tally.validSent += 1 }

@@ -11,10 +11,11 @@ enum LoadGenerator {
         var measuredSeconds: Double
     }
 
-    static func run(plan: LoadPlan, catalog: RequestCatalog) async throws -> Outcome {
+    /// `billablePerToken`: also count billable answers per valid token (`LoadTally.billablePerToken`).
+    static func run(plan: LoadPlan, catalog: RequestCatalog, billablePerToken: Bool = false) async throws -> Outcome {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: plan.threads)
         do {
-            let outcome = try await self.run(plan: plan, catalog: catalog, group: group)
+            let outcome = try await self.run(plan: plan, catalog: catalog, group: group, billablePerToken: billablePerToken)
             try? await group.shutdownGracefully()
             return outcome
         } catch {
@@ -23,7 +24,7 @@ enum LoadGenerator {
         }
     }
 
-    private static func run(plan: LoadPlan, catalog: RequestCatalog, group: MultiThreadedEventLoopGroup) async throws -> Outcome {
+    private static func run(plan: LoadPlan, catalog: RequestCatalog, group: MultiThreadedEventLoopGroup, billablePerToken: Bool) async throws -> Outcome {
         let address = try SocketAddress.makeAddressResolvingHost(plan.target.host, port: plan.target.port)
         let zipf: ZipfSampler?
         if case .zipf(let exponent) = plan.mix.selection {
@@ -41,7 +42,8 @@ enum LoadGenerator {
                 plan: plan,
                 catalog: catalog,
                 zipf: zipf,
-                address: address
+                address: address,
+                billablePerToken: billablePerToken
             )
         }
         do {
