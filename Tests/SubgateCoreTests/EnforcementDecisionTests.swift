@@ -208,6 +208,23 @@ import Testing
         #expect(refreshes > 0)
     }
 
+    @Test("available(priority) counts exactly the calls take(priority) allows, for every limit (15/min and 25/min have fractional reserves), and 0 while paused", arguments: [1, 10, 15, 25, 29, 60, 300, 1000])
+    func availableMatchesTake(count: Int) {
+        for priority in [TokenBucket.Priority.miss, .refresh] {
+            var bucket = TokenBucket(limit: Rate(count: count, per: .seconds(60)), now: self.t0)
+            let announced = bucket.available(priority, now: self.t0)
+            var taken = 0
+            while bucket.take(priority, now: self.t0) { taken += 1 }
+            #expect(announced == taken, "\(count)/min, \(priority): available said \(announced), take allowed \(taken)")
+            if count >= 15 && priority == .refresh {
+                #expect(taken >= 1, "\(count)/min: a full bucket must let at least one refresh-priority call (a Crovver batch) out")
+            }
+        }
+        var paused = TokenBucket(limit: Rate(count: count, per: .seconds(60)), now: self.t0)
+        paused.pause(for: .seconds(5), now: self.t0)
+        #expect(paused.available(.miss, now: self.t0 + .seconds(1)) == 0 && paused.isPaused(now: self.t0 + .seconds(1)))
+    }
+
     @Test("Retry-After pauses the endpoint until it has passed")
     func pause() {
         var bucket = TokenBucket(limit: Rate(count: 300, per: .seconds(60)), now: self.t0)

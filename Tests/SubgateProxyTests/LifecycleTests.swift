@@ -123,9 +123,11 @@ import Testing
             control_plane_url = \(simulator.baseURL)
             seller_key = am_k_demo
             usage_flush_interval = 1h
-            drain_delay = 1s
+            drain_delay = 3s
             shutdown_grace = 10s
             """)
+        // drain_delay 3 s: the request "during drain_delay" below must get there in time even
+        // on a loaded machine (with 1 s it was refused once at load average 11).
         let port = try await running.port(of: "proxy")
         let adminPort = try await running.port(of: "admin")
         let base = "http://127.0.0.1:\(port)"

@@ -94,10 +94,12 @@ import Testing
     @Test("SPEC §3 step 5: no upstream answer head within upstream_timeout answers 504 UPSTREAM_TIMEOUT")
     func slowUpstreamAnswers504() async throws {
         try await ProxyHarness.with({ $0.upstreamTimeout = .milliseconds(500) }) { harness in
-            let result = try await Self.ask(harness, "GET /slow?ms=3000 HTTP/1.1\r\n\(Self.host)\r\n")
-            Self.expectRejection(result.answer, status: 504, code: "UPSTREAM_TIMEOUT", "/slow?ms=3000 with upstream_timeout = 500ms")
+            // The upstream would answer after 10 s: a 504 well before that came from the timeout,
+            // with room for a loaded machine's scheduling delays.
+            let result = try await Self.ask(harness, "GET /slow?ms=10000 HTTP/1.1\r\n\(Self.host)\r\n")
+            Self.expectRejection(result.answer, status: 504, code: "UPSTREAM_TIMEOUT", "/slow?ms=10000 with upstream_timeout = 500ms")
             #expect(result.elapsed >= .milliseconds(450), "504 after \(result.elapsed), before upstream_timeout (500ms)")
-            #expect(result.elapsed < .milliseconds(2500), "504 only after \(result.elapsed), long after upstream_timeout (500ms)")
+            #expect(result.elapsed < .seconds(5), "504 only after \(result.elapsed), long after upstream_timeout (500ms)")
             // The upstream connection carrying the abandoned request is closed, never reused.
             let closed = await HostileInputTests.waitFor { harness.upstream.wire.connectionsClosed >= 1 }
             #expect(closed, "the upstream connection of a timed-out request must be closed")

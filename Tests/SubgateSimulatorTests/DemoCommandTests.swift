@@ -64,7 +64,7 @@ struct DemoCommandTests {
             "demo",
             "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
             "--simulator-listen", "127.0.0.1:0", "--upstream-listen", "127.0.0.1:0",
-            "--expiring-after", "5", "--flush-interval", "1",
+            "--expiring-after", "10", "--flush-interval", "1",
         ])
         let deadline = ContinuousClock.now + .seconds(30)
         var banner: Banner?
@@ -100,7 +100,7 @@ struct DemoCommandTests {
         let missing = try await Self.send(quote)
         #expect(missing.status == 401 && missing.code == "MISSING_TOKEN", "no token: \(missing.status) \(missing.body)")
 
-        // Then, past its expires_at (5 s after start): 403 TOKEN_EXPIRED.
+        // Then, past its expires_at (10 s after start): 403 TOKEN_EXPIRED.
         var late = try await Self.send(quote, token: banner.tokens["expiring"])
         while late.status == 200, ContinuousClock.now < deadline {
             expiringServed += 1
@@ -124,7 +124,7 @@ struct DemoCommandTests {
         // Units served just before expires_at may reach the control plane after it, which then
         // refuses them (403: the seed's answer for usage on an expired token). Every served
         // unit was reported: accepted, or refused by the control plane. How many of each
-        // depends on where the 5 s flush fell against the 5 s lifetime (on a loaded machine
+        // depends on where the 5 s flush fell against the 10 s lifetime (on a loaded machine
         // all of them can arrive late), so only the sum is asserted.
         #expect(
             units("expiring", status: 200) + units("expiring", status: 403) == expiringServed && expiringServed >= 1,

@@ -64,6 +64,20 @@ public struct TokenBucket: Sendable {
         return wait
     }
 
+    /// How many calls of `priority` `take` would allow now, one after another: 0 while a
+    /// `Retry-After` pause lasts; a refresh leaves `missReserve` behind.
+    public mutating func available(_ priority: Priority, now: ContinuousClock.Instant) -> Int {
+        if let paused = self.pausedUntil, now < paused { return 0 }
+        self.refill(now)
+        let reserve = priority == .miss ? 0 : self.missReserve
+        return max(0, Int((self.tokens - reserve).rounded(.down)))
+    }
+
+    /// Whether a `Retry-After` pause holds every call back now.
+    public func isPaused(now: ContinuousClock.Instant) -> Bool {
+        self.pausedUntil.map { now < $0 } ?? false
+    }
+
     /// Tokens left now (for `/status`).
     public mutating func available(now: ContinuousClock.Instant) -> Int {
         self.refill(now)

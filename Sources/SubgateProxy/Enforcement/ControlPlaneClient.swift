@@ -21,6 +21,9 @@ public final class ControlPlaneClient: Sendable {
     private let requestTimeout: TimeAmount
     private let logger: Logger
 
+    /// The longest one call can take (connect, then the read timeout).
+    public var callTimeout: Duration { .seconds(2) + .nanoseconds(self.requestTimeout.nanoseconds) }
+
     public init(baseURL: String, sellerKey: String, requestTimeout: Duration = .seconds(5), logger: Logger) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(2), read: TimeAmount(requestTimeout))

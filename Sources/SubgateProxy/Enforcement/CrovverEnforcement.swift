@@ -445,8 +445,9 @@ final class CrovverEnforcement: Sendable {
 
     /// Sends the batches the budget allows now: open ones not answered yet (same keys), then
     /// one new batch per pool with pending credits. `force` ignores the back-off (not a 429's
-    /// pause): `POST /flush` and the final flush on shutdown.
-    func flush(force: Bool = false) async -> UsageRecorder.FlushSummary {
+    /// pause): `POST /flush` and the final flush on shutdown. `final`: the proxy has drained,
+    /// no request waits for a first consume, so batches may use the whole budget.
+    func flush(force: Bool = false, final: Bool = false) async -> UsageRecorder.FlushSummary {
         let now = ContinuousClock.now
         var budgetLimited = false
         var backingOff = false
@@ -462,11 +463,11 @@ final class CrovverEnforcement: Sendable {
             // Batches and first consumes share the consume budget. A first consume holds a
             // request (and a new tenant) waiting, so batches leave it the miss reserve — except
             // on the final flush, when the proxy has drained and no request waits.
-            let priority: TokenBucket.Priority = self.readiness.isDraining ? .miss : .refresh
-            var available = control.budget.available(now: now)
-            if priority == .refresh { available = max(0, available - Int(control.budget.missReserve.rounded(.up))) }
+            let priority: TokenBucket.Priority = final ? .miss : .refresh
+            let available = control.budget.available(priority, now: now)
             let (batches, opened) = control.book.takeBatches(maxBatches: available)
-            budgetLimited = batches.count >= available && control.book.hasSendableBatches
+            // A Retry-After pause is not a budget a later round can wait out within a flush.
+            budgetLimited = batches.count >= available && control.book.hasSendableBatches && !control.budget.isPaused(now: now)
             for batch in opened { self.journal?.appendBuffered(.crovverBatchOpened(batch)) }
             var allowed: [(CrovverBatch, String)] = []
             for batch in batches {
@@ -555,7 +556,9 @@ final class CrovverEnforcement: Sendable {
                 // (several sidecars drawing on one pool, or a balance that fell meanwhile):
                 // what the pool still holds goes into a new batch under a new key, and only
                 // the rest is dropped.
-                let salvaged = max(0, min(batch.units, remaining))
+                // (A `blocked` balance that would cover the batch is not one to trust: nothing
+                // is re-batched on it, or the same credits could go round forever.)
+                let salvaged = remaining < batch.units ? max(0, remaining) : 0
                 let dropped = batch.units - salvaged
                 self.endBatch(batch, outcome: outcome, requeue: salvaged)
                 if dropped > 0 {

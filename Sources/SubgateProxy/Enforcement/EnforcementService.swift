@@ -61,13 +61,14 @@ public final class EnforcementService: Service, Sendable {
     /// everything — a Crovver pool's credits billed behind a batch still in flight go in the
     /// next round, and a backlog over the budget's burst drains as the budget refills. It
     /// stops when nothing is pending, when a round is refused (journal, 401, 429, failures:
-    /// what is left stays in the journal for the next start) or when the grace runs out.
+    /// what is left stays in the journal for the next start) or when too little of the grace
+    /// is left for another round's call to end within it.
     func finalFlush() async -> (UsageRecorder.FlushSummary, rounds: Int) {
         let deadline = (self.enforcer.readiness.drainingSince ?? .now) + self.config.shutdownGrace
         var total = UsageRecorder.FlushSummary()
         var rounds = 0
         while true {
-            let summary = await self.enforcer.flush(force: true)
+            let summary = await self.enforcer.flush(force: true, final: true)
             rounds += 1
             total.reportedUnits += summary.reportedUnits
             total.reports += summary.reports
@@ -79,7 +80,8 @@ public final class EnforcementService: Service, Sendable {
             // Nothing moved and the budget is not what held it: another round would do the same.
             if !progressed && !summary.budgetLimited { break }
             let pause = progressed && !summary.budgetLimited ? Duration.zero : Self.drainStep
-            guard ContinuousClock.now + pause < deadline else { break }
+            // Another round only when a call of it could still end within the grace.
+            guard ContinuousClock.now + pause + self.enforcer.client.callTimeout < deadline else { break }
             if pause > .zero { try? await Task.sleep(for: pause) }
         }
         return (total, rounds)

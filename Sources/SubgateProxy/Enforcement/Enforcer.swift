@@ -260,8 +260,9 @@ public final class Enforcer: Sendable {
     }
 
     /// Reports (`crochet`) or consumes (`crovver`) what is owed, within the budget.
-    func flush(force: Bool = false) async -> UsageRecorder.FlushSummary {
-        if let crovver = self.crovver { return await crovver.flush(force: force) }
+    /// `final`: the last flush on shutdown, after the proxy drained.
+    func flush(force: Bool = false, final: Bool = false) async -> UsageRecorder.FlushSummary {
+        if let crovver = self.crovver { return await crovver.flush(force: force, final: final) }
         return await self.usage.flush(force: force)
     }
 

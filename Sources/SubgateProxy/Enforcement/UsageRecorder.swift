@@ -148,7 +148,7 @@ public final class UsageRecorder: Sendable {
                 return nil
             }
             state.flushing = true
-            var reports = state.ledger.takeReports(maxReports: state.budget.available(now: now))
+            var reports = state.ledger.takeReports(maxReports: state.budget.available(.miss, now: now))
             // Each report spends one call of the budget; what the bucket refuses goes back.
             var allowed: [UsageReport] = []
             for report in reports where state.budget.take(.miss, now: now) {
@@ -156,7 +156,7 @@ public final class UsageRecorder: Sendable {
             }
             reports.removeFirst(allowed.count)
             for report in reports { state.ledger.restore(report) }
-            budgetLimited = state.ledger.totalUnits > 0
+            budgetLimited = state.ledger.totalUnits > 0 && !state.budget.isPaused(now: now)
             for report in allowed {
                 state.addInFlight(report)
                 self.journal?.appendBuffered(.sent(hash: report.hash, units: report.count))
@@ -182,6 +182,12 @@ public final class UsageRecorder: Sendable {
                 try await journal.commit()
             } catch {
                 for report in reports { self.putBack(report) }
+                // Backs off like a failing control plane: each round put back buffers two
+                // records per report, which must not grow every interval while the disk is full.
+                self.state.withLockedValue { state in
+                    let now = ContinuousClock.now
+                    state.retryAt = max(state.retryAt ?? now, now + state.backoff.next())
+                }
                 stop.withLockedValue { $0 = "the usage journal cannot be written: \(error)" }
             }
         }

@@ -50,6 +50,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var closingInputDone = false
     /// `closeGracefully` has shut the output (everything written before it went out).
     private var outputClosed = false
+    /// The write of the last answer's end: done once it has gone out to the socket.
+    private var lastEnd: EventLoopFuture<Void>?
     /// `upstream_timeout` of the exchange waiting for its answer head.
     private var upstreamDeadline = MovingDeadline()
 
@@ -788,7 +790,7 @@ extension ProxyHandler: UpstreamResponseReceiver {
             // Early answer: the rest of the request body is read and dropped.
             self.settleAndLog(exchange)
             self.state = .discardingBody(closeAfter: exchange.closeAfter, discarded: 0)
-            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
+            self.lastEnd = context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)))
             self.resumeClientReads()
         }
     }
@@ -919,7 +921,7 @@ extension ProxyHandler {
     private func write(head: HTTPResponseHead, body: ByteBuffer, context: ChannelHandlerContext) {
         context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+        self.lastEnd = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
     }
 
     /// Answers a request that never became an exchange (its head failed the rules).
@@ -989,12 +991,12 @@ extension ProxyHandler {
         self.resumeClientReads()
         // The next state is set before the end is written: see `enterStateAfterAnswer`.
         self.enterStateAfterAnswer(close: exchange.closeAfter)
+        let end = context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)))
+        self.lastEnd = end
         if exchange.closeAfter {
-            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+            end.assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
-        } else {
-            context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
         }
     }
 
@@ -1086,6 +1088,16 @@ extension ProxyHandler {
         self.resumeClientReads()
         let channel = context.channel
         context.flush()
+        if self.clientInputClosed {
+            // The client shut its side already: NIO turns an output close into a full close,
+            // which fails the writes still queued (a slow reader's answer would be cut short).
+            // Nothing is left to drain, so close once the last answer's end has gone out.
+            self.closingInputDone = true
+            (self.lastEnd ?? context.eventLoop.makeSucceededVoidFuture()).assumeIsolated().whenComplete { _ in
+                channel.close(promise: nil)
+            }
+            return
+        }
         context.close(mode: .output).assumeIsolated().whenComplete { [weak self] _ in
             self?.outputClosed = true
             if self?.closingInputDone ?? true {
