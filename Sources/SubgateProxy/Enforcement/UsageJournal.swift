@@ -19,7 +19,7 @@ import SubgateCore
 ///   caller's thread for `.always` appends, which are blocking by definition);
 /// - `memory` is held only for in-memory work, so `append` on an event loop never waits on a disk.
 ///
-/// Both are `NIOLockedValueBox` (a pthread mutex), like every lock in Subgate: ThreadSanitizer
+/// Both are `NIOLockedValueBox` (a pthread mutex), like the proxy's other locks: ThreadSanitizer
 /// sees it. It does not see `Synchronization.Mutex` hand over under contention on Linux and
 /// reports races on data that mutex guards (scripts/sanitizers/mutex-tsan-repro.swift).
 ///
