@@ -3,7 +3,7 @@
 //
 // A package of its own, so that the main package's `swift build --build-tests` never sees an
 // executable that only links with `-sanitize=fuzzer` (libFuzzer supplies `main`). Built only
-// by scripts/fuzz.sh: `swift build -c release --sanitize=fuzzer --sanitize=address`.
+// by scripts/fuzz.sh (release, libFuzzer coverage and AddressSanitizer; see its `build`).
 import PackageDescription
 
 let package = Package(

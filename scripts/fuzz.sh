@@ -33,9 +33,14 @@ is_target() {
 }
 
 build() {
+    # Not `--sanitize=fuzzer --sanitize=address`: SwiftPM hands swiftc two -sanitize= options in
+    # an order that changes from run to run, and swiftc keeps only the last, so the Swift code got
+    # either coverage or ASan, never both, and every change of order rebuilt everything.
+    # --sanitize=fuzzer tells SwiftPM to leave `main` to libFuzzer; the single -sanitize= list
+    # after it is what swiftc uses to compile and link; clang takes both of its flags.
     # SwiftPM rebuilds only what changed; up to date it costs a few seconds.
     swift build --package-path fuzz --scratch-path "$SCRATCH" -c release \
-        --sanitize=fuzzer --sanitize=address >&2
+        --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=address >&2
 }
 
 binary() {
