@@ -146,6 +146,8 @@ let package = Package(
             dependencies: [
                 "SubgateBenchCore",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // LoadReconnectTests: a target for the real subgate-bench binary.
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -12,6 +12,7 @@
 #   SIM_RATE=6000000            the simulator's --rate-limit (calls/min per key)
 #   SIM_ADMIN_PREFIX=auto       the simulator's admin prefix
 #   PROXY_CPU=0 LOAD_CPU=1      pinning
+#   ACCESS_LOG=off              Subgate's access_log (on: one line per request in subgate.log)
 #   OUT=DIR                     keep the CSV, JSON results and logs there (default: a temporary folder, removed)
 # Requires the caller to set PORT_BASE and NAME before sourcing.
 
@@ -20,6 +21,7 @@ SIM_RATE=${SIM_RATE:-6000000}
 SIM_ADMIN_PREFIX=${SIM_ADMIN_PREFIX:-auto}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+ACCESS_LOG=${ACCESS_LOG:-off}
 SCRATCH=${SCRATCH:-.build-release}
 UPSTREAM_PORT=$PORT_BASE SIM_PORT=$((PORT_BASE + 1)) SUBGATE_PORT=$((PORT_BASE + 2)) SUBGATE_ADMIN=$((PORT_BASE + 3))
 SIM="http://127.0.0.1:$SIM_PORT"
@@ -115,7 +117,7 @@ upstream = http://127.0.0.1:$UPSTREAM_PORT
 control_plane_url = $SIM/api/v1
 seller_key = am_k_demo
 event_loops = 1
-access_log = off
+access_log = $ACCESS_LOG
 verify_rate_limit = $CP_RATE
 usage_rate_limit = $CP_RATE
 usage_journal = $journal

@@ -39,6 +39,7 @@
 #   RATE=1000 TOKENS=2000 ZIPF_EXPONENT=1.0 INVALID_SHARE=0.02 NO_TOKEN_SHARE=0.01 CONNECTIONS=64
 #   FLUSH_INTERVAL=1s       usage_flush_interval (short, so kills land on reports in flight)
 #   JOURNAL_SYNC=           journal_sync (empty: Subgate's default, 100ms; or `always`, 10ms, …)
+#   EXTRA_CONFIG='k = v;…'  more Subgate config lines (keys not set already; ACCESS_LOG=on for the access log)
 #   CHECK=spec|strict SLACK=0.1 (s, scheduling slack of the group commit on a shared machine)
 #   PORT_BASE=18400         ports PORT_BASE … PORT_BASE+3 on 127.0.0.1
 #   and bench/harness.sh's: SCRATCH, SKIP_BUILD, BIN_DIR, CP_RATE, SIM_RATE, PROXY_CPU, LOAD_CPU, OUT
@@ -90,6 +91,7 @@ start_fixed
 make_tokens "$TOKENS" "$WORK/tokens.txt"
 EXTRA=("usage_flush_interval = $FLUSH_INTERVAL")
 [ -n "$JOURNAL_SYNC" ] && EXTRA+=("journal_sync = $JOURNAL_SYNC")
+if [ -n "${EXTRA_CONFIG:-}" ]; then IFS=';' read -r -a more <<< "$EXTRA_CONFIG"; EXTRA+=("${more[@]}"); fi
 JOURNAL="$WORK/kill.journal"
 write_subgate_conf "$JOURNAL" "${EXTRA[@]}"
 mkdir -p "$OUT/journals"

@@ -183,6 +183,9 @@ final class LoadDriver: @unchecked Sendable {
 
     func disconnected(slot: Int) {
         self.slots[slot].context = nil
+        // The new connection schedules its own wait when it comes up.
+        self.slots[slot].waiting?.cancel()
+        self.slots[slot].waiting = nil
         if self.slots[slot].inFlight {
             self.slots[slot].inFlight = false
             self.tally.closedInFlight += 1
@@ -208,8 +211,11 @@ final class LoadDriver: @unchecked Sendable {
     // MARK: - Sending
 
     /// The connection has nothing in flight: send now, wait for the schedule, or stop.
+    /// Never a second request while one is in flight: answers are paired with the one request
+    /// a slot has (a connection that comes back while its old wait is still scheduled would
+    /// otherwise send twice when it runs late).
     private func idle(_ slot: Int) {
-        guard !self.sendingStopped, let clock = self.clock, self.slots[slot].context != nil else { return }
+        guard !self.sendingStopped, let clock = self.clock, self.slots[slot].context != nil, !self.slots[slot].inFlight else { return }
         switch self.plan.loop {
         case .closed:
             let now = clock.now()
@@ -223,6 +229,7 @@ final class LoadDriver: @unchecked Sendable {
             case .send(_, let due):
                 self.send(slot, due: due, now: now)
             case .wait(let until):
+                self.slots[slot].waiting?.cancel()
                 self.slots[slot].waiting = self.loop.scheduleTask(deadline: clock.deadline(until)) {
                     self.slots[slot].waiting = nil
                     self.idle(slot)
