@@ -103,9 +103,11 @@ import Testing
 
         let process = Process()
         process.executableURL = Self.binary
-        // 8 connections at 400/s: each sends every 20 ms, mostly waiting for its due time.
+        // 8 connections at 400/s: each sends every 20 ms, mostly waiting for its due time. 5 s,
+        // so the connections come back within the run even when a loaded machine is slow to
+        // start it (with 2 s, one full parallel run at load 9 ended before any reconnect).
         process.arguments = [
-            "load", "http://127.0.0.1:\(port)/", "--rate", "400", "--connections", "8", "--duration", "2s", "--warmup", "0s",
+            "load", "http://127.0.0.1:\(port)/", "--rate", "400", "--connections", "8", "--duration", "5s", "--warmup", "0s",
             "--drain", "3s", "--mix", "hot", "--tokens-file", tokens.path, "--json",
         ]
         process.standardOutput = try FileHandle(forWritingTo: output)
