@@ -92,7 +92,7 @@ start_subgate
 prewarm "$WORK/tokens.txt"
 say "soak: open loop at $RATE req/s for ${SECONDS_TOTAL}s (warm-up for the RSS/fd check: ${WARMUP_SECONDS}s), sampling every ${SAMPLE_EVERY}s"
 CSV="$OUT/soak.csv"
-echo "elapsed_s,phase,rss_kib,fds,threads,pending_units,load1" > "$CSV"
+echo "elapsed_s,phase,rss_kib,fds,threads,pending_units,load1,cpu_s,runqueue_wait_s" > "$CSV"
 timeout $((SECONDS_TOTAL + 120)) taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:$SUBGATE_PORT/" --label soak \
   --connections "$CONNECTIONS" --rate "$RATE" --duration "${SECONDS_TOTAL}s" --warmup 0s --drain 10s \
   --tokens-file "$WORK/tokens.txt" "${MIX[@]}" --json > "$OUT/soak.json" 2> "$WORK/load.log" &
@@ -103,7 +103,12 @@ sample() { # phase: load (counted in the check) or after (the load has ended; it
   local now pending
   now=$(date +%s)
   pending=$(curl -sf --max-time 2 "$ADMIN/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending_units"])' 2>/dev/null || echo "")
-  echo "$((now - STARTED)),$1,$(rss_kib "$SUBGATE_PID"),$(fd_count "$SUBGATE_PID"),$(awk '/^Threads/ {print $2}' "/proc/$SUBGATE_PID/status"),$pending,$(cut -d' ' -f1 /proc/loadavg)" >> "$CSV"
+  # CPU time Subgate used, and time its threads spent runnable but waiting for a CPU (the
+  # machine is shared: a long wait explains latency that is not Subgate's own), cumulative.
+  local cpu wait
+  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$SUBGATE_PID/stat" 2>/dev/null || echo "")
+  wait=$(cat /proc/"$SUBGATE_PID"/task/*/schedstat 2>/dev/null | awk '{w += $2} END {printf "%.1f", w / 1e9}')
+  echo "$((now - STARTED)),$1,$(rss_kib "$SUBGATE_PID"),$(fd_count "$SUBGATE_PID"),$(awk '/^Threads/ {print $2}' "/proc/$SUBGATE_PID/status"),$pending,$(cut -d' ' -f1 /proc/loadavg),$cpu,$wait" >> "$CSV"
 }
 sample load
 while kill -0 "$LOAD_PID" 2>/dev/null; do
@@ -154,6 +159,14 @@ lines.append(f"soak (open loop): target {rate} req/s, achieved {soak['requestsPe
              f"p50 {soak['latency']['p50']:.0f}µs p99 {soak['latency']['p99']:.0f}µs p99.9 {soak['latency']['p999']:.0f}µs max {soak['latency']['max']/1000:.1f}ms")
 lines.append(f"soak statuses {soak['statuses']}; errors timeout {e['timeout']} closed {e['closed']} connect {e['connect']} protocol {e['protocol']}; unsent due {soak['unsentDue']}")
 lines.append(f"samples: {len(rows)} ({len(after)} after the {warmup}s warm-up)")
+if len(rows) >= 2 and rows[0]["cpu_s"] and rows[-1]["cpu_s"]:
+    span = int(rows[-1]["elapsed_s"]) - int(rows[0]["elapsed_s"])
+    cpu = float(rows[-1]["cpu_s"]) - float(rows[0]["cpu_s"])
+    wait = float(rows[-1]["runqueue_wait_s"]) - float(rows[0]["runqueue_wait_s"])
+    lines.append(f"Subgate over {span}s: {cpu:.0f} s of CPU ({cpu / span:.0%} of its core), {wait:.0f} s runnable but waiting for a CPU (all threads)")
+pending = [int(r["pending_units"]) for r in rows if r["pending_units"]]
+if pending:
+    lines.append(f"pending_units (reported later): max {max(pending)}, at the end of the load {pending[-1]}")
 lines.append(band("RSS", "rss_kib", "KiB"))
 lines.append(band("open fds", "fds", ""))
 billed = settle["acceptedUnits"] - accepted_before
